@@ -1,0 +1,1 @@
+"""The detector service: routes each transaction to the legit, fraud or dead-letter topic."""

@@ -1,0 +1,3 @@
+from detector.app import main
+
+raise SystemExit(main())

@@ -1,0 +1,70 @@
+"""Settings shared by both services, read from the environment in one place.
+
+Settings are built in each service's main(), never at import time, so a bad value is
+reported as one clear line and a non-zero exit instead of a traceback.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypeVar
+
+from pydantic import Field, PositiveFloat, PositiveInt, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+class SettingsError(ValueError):
+    """A setting has a value the service cannot run with. Not retriable."""
+
+
+class CommonSettings(BaseSettings):
+    """What both services read. Each field is the env variable of the same name, upper-cased."""
+
+    model_config = SettingsConfigDict(frozen=True, env_ignore_empty=True, extra="ignore")
+
+    kafka_broker_url: str = Field(
+        "localhost:9092", description="bootstrap servers, host:port[,...]"
+    )
+    transactions_topic: str = Field("queueing.transactions", min_length=1)
+    transactions_topic_partitions: PositiveInt = 3
+    broker_wait_seconds: PositiveFloat = 60.0
+    stats_interval_seconds: PositiveFloat = 5.0
+    log_level: LogLevel = "INFO"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("kafka_broker_url")
+    @classmethod
+    def _check_bootstrap(cls, value: str) -> str:
+        for server in value.split(","):
+            host, sep, port = server.strip().rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"expected host:port[,host:port...], got {server.strip()!r}")
+        return value
+
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        return [server.strip() for server in self.kafka_broker_url.split(",")]
+
+    def describe(self) -> str:
+        """The effective configuration as one log-friendly line."""
+        return " ".join(f"{name.upper()}={value}" for name, value in self.model_dump().items())
+
+
+SettingsT = TypeVar("SettingsT", bound=CommonSettings)
+
+
+def load_settings(settings_class: type[SettingsT]) -> SettingsT:
+    """Build settings from the environment; validation errors become one SettingsError line."""
+    try:
+        return settings_class()
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = ".".join(str(part) for part in error["loc"]).upper()
+            problems.append(f"{name}={error.get('input')!r}: {error['msg']}")
+        raise SettingsError("invalid setting " + "; ".join(problems)) from None

@@ -1,0 +1,41 @@
+"""The fraud rule: a valid transaction whose amount exceeds the threshold is fraud."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from decimal import Decimal
+
+from fraudcore.codec import DEFAULT_MAX_VALUE_BYTES, InvalidTransactionError, decode
+
+DEFAULT_THRESHOLD = Decimal(900)
+
+
+class Verdict(enum.Enum):
+    LEGIT = "legit"
+    FRAUD = "fraud"
+    INVALID = "invalid"
+
+
+@dataclass(frozen=True, slots=True)
+class Classification:
+    verdict: Verdict
+    reason: str = ""  # why a record is invalid; empty otherwise
+
+
+def is_fraud(amount: Decimal, threshold: Decimal = DEFAULT_THRESHOLD) -> bool:
+    """Strictly greater: exactly the threshold (900, 900.00) is legit, 900.01 is fraud."""
+    return amount > threshold
+
+
+def classify(
+    value: bytes | None,
+    threshold: Decimal = DEFAULT_THRESHOLD,
+    max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
+) -> Classification:
+    """Decide where one record value goes. Never raises on bad input."""
+    try:
+        tx = decode(value, max_value_bytes)
+    except InvalidTransactionError as exc:
+        return Classification(Verdict.INVALID, str(exc))
+    return Classification(Verdict.FRAUD if is_fraud(tx.amount, threshold) else Verdict.LEGIT)

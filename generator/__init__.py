@@ -1,0 +1,1 @@
+"""The generator service: random transactions onto TRANSACTIONS_TOPIC at a steady rate."""

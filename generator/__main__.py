@@ -1,0 +1,3 @@
+from generator.app import main
+
+raise SystemExit(main())

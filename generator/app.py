@@ -1,0 +1,132 @@
+"""Publish random transactions, keyed by source account, on an absolute schedule."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections import Counter
+
+from kafka.errors import KafkaTimeoutError
+
+from fraudcore.codec import encode, encode_key
+from fraudcore.config import SettingsError, load_settings
+from fraudcore.kafka_io import (
+    BrokerUnavailableError,
+    TopicSpec,
+    client_options,
+    ensure_topics,
+    wait_for_broker,
+)
+from fraudcore.model import TransactionFactory
+from fraudcore.pacing import Pacer
+from fraudcore.runtime import StatsLine, StopFlag, configure_logging
+from generator.config import GeneratorSettings
+from kafka import KafkaProducer
+
+log = logging.getLogger(__name__)
+
+# Longest single sleep, so that a stop request is noticed quickly even at 10 records/s.
+MAX_IDLE_SECONDS = 0.05
+
+
+def make_producer(settings: GeneratorSettings) -> KafkaProducer:
+    """An idempotent producer: retries can neither lose nor duplicate a record."""
+    return KafkaProducer(
+        **client_options(settings, "generator"),
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=5,
+        batch_size=64 * 1024,
+        delivery_timeout_ms=120_000,
+        max_block_ms=10_000,
+    )
+
+
+class Generator:
+    """The send loop, kept apart from main() so tests and the benchmark can drive it."""
+
+    def __init__(
+        self, settings: GeneratorSettings, producer: KafkaProducer, stop: StopFlag
+    ) -> None:
+        self.settings = settings
+        self.producer = producer
+        self.stop = stop
+        self.failed = 0
+        self.stats = StatsLine(log, settings.stats_interval_seconds, self._render)
+        self._pacer: Pacer | None = None
+
+    def _render(self, window: Counter[str], seconds: float) -> str:
+        rate = window["sent"] / seconds
+        target = self.settings.transactions_per_second
+        return f"generator: {rate:.1f} tx/s (target {target:g}/s)"
+
+    def _on_error(self, exc: BaseException) -> None:
+        self.failed += 1  # called on the producer's I/O thread; an int increment is atomic enough
+        log.error("a transaction could not be delivered: %r", exc)
+
+    def _send_one(self, topic: str, key: bytes, value: bytes) -> bool:
+        """Hand one record to the producer, waiting out a full buffer. False if stopped first."""
+        while True:
+            try:
+                self.producer.send(topic, key=key, value=value).add_errback(self._on_error)
+                return True
+            except KafkaTimeoutError:
+                log.warning("producer buffer full or metadata unavailable; the broker may be down")
+                if self.stop.is_set():
+                    return False
+
+    def run(self) -> int:
+        settings = self.settings
+        factory = TransactionFactory(settings.random_seed)
+        pacer = self._pacer = Pacer(settings.transactions_per_second, time.monotonic)
+        limit = settings.transactions_count
+        sent = 0
+        while not self.stop.is_set() and (limit is None or sent < limit):
+            due = pacer.due()
+            if limit is not None:
+                due = min(due, limit - sent)
+            if due == 0:
+                self.stop.wait(min(pacer.seconds_until_next(), MAX_IDLE_SECONDS))
+            for _ in range(due):
+                tx = factory.next()
+                if not self._send_one(settings.transactions_topic, encode_key(tx), encode(tx)):
+                    break
+                sent += 1
+                self.stats.add("sent")
+            self.stats.maybe_log()
+        log.info("flushing %d sent transactions", sent)
+        self.producer.flush()
+        self.stats.maybe_log(force=True)
+        if self.failed:
+            log.error("%d of %d transactions were not delivered", self.failed, sent)
+            return 1
+        log.info("done: %d transactions delivered", sent)
+        return 0
+
+
+def main() -> int:
+    try:
+        settings = load_settings(GeneratorSettings)
+    except SettingsError as exc:
+        print(f"generator: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    log.info("generator starting: %s", settings.describe())
+    stop = StopFlag.install()
+    try:
+        admin = wait_for_broker(settings, stop, "generator")
+    except BrokerUnavailableError as exc:
+        log.error("%s", exc)
+        return 1
+    if admin is None:
+        return 0
+    with admin:
+        ensure_topics(
+            admin, [TopicSpec(settings.transactions_topic, settings.transactions_topic_partitions)]
+        )
+    producer = make_producer(settings)
+    try:
+        return Generator(settings, producer, stop).run()
+    finally:
+        producer.close(timeout=10)

@@ -1,0 +1,34 @@
+"""Random transactions: reproducible, well spread, about one in ten over 900."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from fraudcore.model import TransactionFactory
+
+
+def test_same_seed_same_stream() -> None:
+    first = TransactionFactory(seed=42, clock=lambda: "t")
+    second = TransactionFactory(seed=42, clock=lambda: "t")
+    assert [first.next() for _ in range(100)] == [second.next() for _ in range(100)]
+
+
+def test_different_seed_different_stream() -> None:
+    assert TransactionFactory(seed=1).next().id != TransactionFactory(seed=2).next().id
+
+
+def test_amounts_are_cents_between_1_and_1000_and_about_10_percent_fraud() -> None:
+    factory = TransactionFactory(seed=5)
+    amounts = [factory.next().amount for _ in range(20_000)]
+    assert min(amounts) >= Decimal("1.00")
+    assert max(amounts) <= Decimal("1000.00")
+    assert all(a == a.quantize(Decimal("0.01")) for a in amounts)
+    share = sum(a > 900 for a in amounts) / len(amounts)
+    assert 0.09 < share < 0.11
+
+
+def test_ids_are_unique_and_accounts_differ() -> None:
+    factory = TransactionFactory(seed=9)
+    txs = [factory.next() for _ in range(10_000)]
+    assert len({tx.id for tx in txs}) == len(txs)
+    assert all(tx.source != tx.target for tx in txs)

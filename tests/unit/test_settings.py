@@ -1,0 +1,101 @@
+"""Settings: the tutorial's names and defaults, and one clear line for a bad value."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from decimal import Decimal
+
+import pytest
+
+from detector.config import DetectorSettings
+from fraudcore.config import SettingsError, load_settings
+from generator.config import GeneratorSettings
+
+
+def test_defaults_are_the_tutorials(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ["TRANSACTIONS_TOPIC", "LEGIT_TOPIC", "FRAUD_TOPIC", "TRANSACTIONS_PER_SECOND"]:
+        monkeypatch.delenv(name, raising=False)
+    generator = load_settings(GeneratorSettings)
+    detector = load_settings(DetectorSettings)
+    assert generator.transactions_topic == "queueing.transactions"
+    assert generator.transactions_per_second == 1000
+    assert generator.transactions_count is None
+    assert detector.legit_topic == "streaming.transactions.legit"
+    assert detector.fraud_topic == "streaming.transactions.fraud"
+    assert detector.dead_letter_topic == "streaming.transactions.invalid"
+    assert detector.consumer_group == "detector"
+    assert detector.fraud_amount_threshold == Decimal(900)
+    assert detector.processing_guarantee == "exactly_once"
+
+
+def test_env_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA_BROKER_URL", "broker:9092,other:19092")
+    monkeypatch.setenv("TRANSACTIONS_PER_SECOND", "12.5")
+    monkeypatch.setenv("TRANSACTIONS_COUNT", "40")
+    monkeypatch.setenv("RANDOM_SEED", "3")
+    settings = load_settings(GeneratorSettings)
+    assert settings.bootstrap_servers == ["broker:9092", "other:19092"]
+    assert (settings.transactions_per_second, settings.transactions_count) == (12.5, 40)
+    assert settings.random_seed == 3
+
+
+def test_empty_count_means_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRANSACTIONS_COUNT", "")
+    assert load_settings(GeneratorSettings).transactions_count is None
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("TRANSACTIONS_PER_SECOND", "fast"),
+        ("TRANSACTIONS_PER_SECOND", "-5"),
+        ("TRANSACTIONS_PER_SECOND", "0"),
+        ("TRANSACTIONS_COUNT", "ten"),
+        ("TRANSACTIONS_COUNT", "-1"),
+        ("KAFKA_BROKER_URL", "localhost"),
+        ("KAFKA_BROKER_URL", "localhost:99999"),
+        ("LOG_LEVEL", "LOUD"),
+    ],
+)
+def test_bad_generator_setting_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings(GeneratorSettings)
+    message = str(caught.value)
+    assert name in message
+    assert value in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("FRAUD_AMOUNT_THRESHOLD", "lots"),
+        ("FRAUD_AMOUNT_THRESHOLD", "NaN"),
+        ("FRAUD_AMOUNT_THRESHOLD", "-1"),
+        ("PROCESSING_GUARANTEE", "maybe_once"),
+        ("COMMIT_INTERVAL_MS", "0"),
+    ],
+)
+def test_bad_detector_setting_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError, match=name):
+        load_settings(DetectorSettings)
+
+
+@pytest.mark.parametrize("service", ["generator", "detector"])
+def test_service_exits_non_zero_with_one_line(service: str) -> None:
+    env = {"TRANSACTIONS_PER_SECOND": "fast", "FRAUD_AMOUNT_THRESHOLD": "lots", "PATH": ""}
+    done = subprocess.run(
+        [sys.executable, "-m", service], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"{service}: invalid setting")
+    assert done.stdout == ""
