@@ -79,6 +79,8 @@ class Generator:
     def run(self) -> int:
         settings = self.settings
         factory = TransactionFactory(settings.random_seed)
+        # Fetch the topic's metadata first, so the first send does not stall the schedule.
+        self.producer.partitions_for(settings.transactions_topic)
         pacer = self._pacer = Pacer(settings.transactions_per_second, time.monotonic)
         limit = settings.transactions_count
         sent = 0
