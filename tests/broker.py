@@ -57,9 +57,7 @@ class Broker:
         )
 
     def start(self) -> None:
-        self._script(
-            "up", "--port", str(self.port), "--controller-port", str(self.controller_port)
-        )
+        self._script("up", "--port", str(self.port), "--controller-port", str(self.controller_port))
 
     def stop(self) -> None:
         self._script("down")

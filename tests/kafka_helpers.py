@@ -1,4 +1,4 @@
-"""Helpers for tests on a real broker: unique names, produce/consume with bounded waits, services."""
+"""Helpers for tests on a real broker: unique names, bounded produce/consume, services."""
 
 from __future__ import annotations
 

@@ -7,7 +7,6 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from kafka import KafkaAdminClient
 from kafka.structs import TopicPartition
 
 from detector.app import (
@@ -18,6 +17,7 @@ from detector.app import (
 )
 from fraudcore.codec import encode, encode_key
 from fraudcore.model import TransactionFactory
+from kafka import KafkaAdminClient
 from tests.kafka_helpers import Service, Topics, consume, create_topic, produce, wait_until
 from tests.samples import BAD_VALUES, tutorial_record
 

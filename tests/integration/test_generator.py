@@ -13,7 +13,13 @@ pytestmark = pytest.mark.integration
 
 
 def run_generator(
-    bootstrap: str, topics: Topics, tmp_path: Path, count: int, rate: float, seed: int | None = None
+    bootstrap: str,
+    topics: Topics,
+    tmp_path: Path,
+    *,
+    count: int,
+    rate: float,
+    seed: int | None = None,
 ) -> Service:
     env = {**topics.env(bootstrap), "TRANSACTIONS_COUNT": str(count)}
     env["TRANSACTIONS_PER_SECOND"] = str(rate)

@@ -26,7 +26,9 @@ def test_threshold_is_configurable() -> None:
 
 
 @pytest.mark.parametrize(("label", "value", "reason"), BAD_VALUES, ids=[b[0] for b in BAD_VALUES])
-def test_bad_values_are_invalid_not_exceptions(label: str, value: bytes | None, reason: str) -> None:
+def test_bad_values_are_invalid_not_exceptions(
+    label: str, value: bytes | None, reason: str
+) -> None:
     result = classify(value)
     assert result.verdict is Verdict.INVALID, label
     assert result.reason.startswith(reason)

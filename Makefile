@@ -1,0 +1,71 @@
+# Everything a user or CI runs goes through here. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BROKER := kafka/broker.sh
+DETECTORS ?= 1
+LEGIT_TOPIC ?= streaming.transactions.legit
+FRAUD_TOPIC ?= streaming.transactions.fraud
+DEAD_LETTER_TOPIC ?= streaming.transactions.invalid
+PYTEST_ARGS ?=
+
+.PHONY: help install jars kafka-up kafka-down kafka-clean consume consume-legit consume-fraud \
+	consume-invalid run test test-unit lint typecheck clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is needed (set PYTHON=...)")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+install: $(VENV)/.installed ## create .venv with the pinned packages
+
+jars: ## fetch the Kafka jars from Maven Central (once)
+	@$(BROKER) jars
+
+kafka-up: jars ## start the local broker on localhost:9092 (no-op if it runs)
+	@$(BROKER) up
+
+kafka-down: ## stop the local broker, keep its data
+	@$(BROKER) down
+
+kafka-clean: ## stop the local broker and wipe its data
+	@$(BROKER) clean
+
+consume: jars ## print TOPIC from the beginning (MAX=n to stop after n records)
+	@if [[ -z "$(TOPIC)" ]]; then echo "usage: make consume TOPIC=<name> [MAX=<n>]" >&2; exit 2; fi
+	@$(BROKER) consume "$(TOPIC)" $(MAX)
+
+consume-legit: jars ## print the legit topic
+	@$(BROKER) consume "$(LEGIT_TOPIC)" $(MAX)
+
+consume-fraud: jars ## print the fraud topic
+	@$(BROKER) consume "$(FRAUD_TOPIC)" $(MAX)
+
+consume-invalid: jars ## print the dead-letter topic
+	@$(BROKER) consume "$(DEAD_LETTER_TOPIC)" $(MAX)
+
+run: install kafka-up ## broker + generator + detector(s) in the foreground; Ctrl-C stops all
+	@DETECTORS=$(DETECTORS) PYTHON=$(PY) scripts/run-local.sh
+
+lint: install ## ruff lint and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: install ## mypy --strict on the services
+	$(VENV)/bin/mypy
+
+test-unit: install ## the fast tier: no broker
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+test: install jars lint typecheck ## everything: lint, types, unit, integration, compose
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean: ## remove the venv and caches (not the broker's data)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

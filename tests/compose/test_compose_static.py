@@ -1,0 +1,855 @@
+"""Static checks of the Docker artifacts: no Docker engine, no broker, no network.
+
+Covers docker-compose.kafka.yml, docker-compose.yml, .env, generator/Dockerfile,
+detector/Dockerfile and .dockerignore: validity against the Compose Specification JSON schema
+(see compose_schema.py for where it comes from), pinning, the broker's KRaft settings, the
+network contract between the two files, and that every environment variable handed to a
+service is one its code reads.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import operator
+import re
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.compose.compose_schema import ComposeSchema, load_compose_schema
+
+REPO = Path(__file__).resolve().parents[2]
+KAFKA_FILE = "docker-compose.kafka.yml"
+APP_FILE = "docker-compose.yml"
+COMPOSE_FILES = (KAFKA_FILE, APP_FILE)
+SERVICES = ("generator", "detector")
+NETWORK = "kafka-network"
+KAFKA_IMAGE_REPO = "apache/kafka"
+
+# The values the tutorial's stack runs with (containers reach the broker as broker:9092).
+EXPECTED_APP_ENV = {
+    "generator": {
+        "KAFKA_BROKER_URL": "broker:9092",
+        "TRANSACTIONS_TOPIC": "queueing.transactions",
+        "TRANSACTIONS_PER_SECOND": "1000",
+    },
+    "detector": {
+        "KAFKA_BROKER_URL": "broker:9092",
+        "TRANSACTIONS_TOPIC": "queueing.transactions",
+        "LEGIT_TOPIC": "streaming.transactions.legit",
+        "FRAUD_TOPIC": "streaming.transactions.fraud",
+        "DEAD_LETTER_TOPIC": "streaming.transactions.invalid",
+        "CONSUMER_GROUP": "detector",
+    },
+}
+EXPECTED_TOPICS = {
+    "TRANSACTIONS_TOPIC": "queueing.transactions",
+    "LEGIT_TOPIC": "streaming.transactions.legit",
+    "FRAUD_TOPIC": "streaming.transactions.fraud",
+    "DEAD_LETTER_TOPIC": "streaming.transactions.invalid",
+}
+
+
+# --------------------------------------------------------------------------- compose helpers
+
+_BRACED = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>.*))?$", re.S)
+_DOLLAR = re.compile(
+    r"\$(?:(?P<escaped>\$)|\{(?P<braced>[^}]*)\}|(?P<named>[A-Za-z_][A-Za-z0-9_]*))"
+)
+
+
+def _references(text: str) -> Iterator[tuple[str, str | None, str]]:
+    """(name, operator, argument) of every ${...} / $NAME in a string; `$$` is no reference."""
+    for match in _DOLLAR.finditer(text):
+        if match["escaped"]:
+            continue
+        if match["named"]:
+            yield match["named"], None, ""
+            continue
+        parsed = _BRACED.match(match["braced"])
+        assert parsed, f"unsupported interpolation ${{{match['braced']}}}"
+        assert "$" not in (parsed["arg"] or ""), f"nested interpolation in {match[0]}"
+        yield parsed["name"], parsed["op"], parsed["arg"] or ""
+
+
+def _substitute(text: str, env: dict[str, str]) -> str:
+    """The Compose Specification's interpolation rules (no nesting, which these files avoid)."""
+
+    def replace(match: re.Match[str]) -> str:
+        if match["escaped"]:
+            return "$"
+        if match["named"]:
+            return env.get(match["named"], "")
+        parsed = _BRACED.match(match["braced"])
+        assert parsed, f"unsupported interpolation {match[0]}"
+        name, op, arg = parsed["name"], parsed["op"], parsed["arg"] or ""
+        value = env.get(name)
+        if op in (":-", "-"):
+            unset = value is None or (op == ":-" and value == "")
+            return arg if unset else str(value)
+        if op in (":?", "?"):
+            unset = value is None or (op == ":?" and value == "")
+            assert not unset, f"{name} is required: {arg}"
+            return str(value)
+        if op in (":+", "+"):
+            is_set = value is not None and (op == "+" or value != "")
+            return arg if is_set else ""
+        return value or ""
+
+    return _DOLLAR.sub(replace, text)
+
+
+def _walk_strings(node: Any) -> Iterator[str]:
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        for value in node.values():
+            yield from _walk_strings(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _walk_strings(value)
+
+
+def interpolate(node: Any, env: dict[str, str]) -> Any:
+    if isinstance(node, str):
+        return _substitute(node, env)
+    if isinstance(node, dict):
+        return {key: interpolate(value, env) for key, value in node.items()}
+    if isinstance(node, list):
+        return [interpolate(value, env) for value in node]
+    return node
+
+
+def read_dotenv() -> dict[str, str]:
+    values: dict[str, str] = {}
+    for number, line in enumerate((REPO / ".env").read_text().splitlines(), 1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        key, sep, value = stripped.partition("=")
+        assert sep, f".env line {number} is not KEY=VALUE: {line!r}"
+        assert re.fullmatch(r"[A-Z_][A-Z0-9_]*", key), f".env line {number}: bad name {key!r}"
+        plain = value == value.strip() and not value.startswith(("'", '"'))
+        assert plain, f".env line {number}: keep values plain (no quotes or padding): {line!r}"
+        assert key not in values, f".env sets {key} twice"
+        values[key] = value
+    return values
+
+
+def environment_of(service: dict[str, Any]) -> dict[str, Any]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        pairs = (item.partition("=") for item in env)
+        return {key: (value if sep else None) for key, sep, value in pairs}
+    return dict(env)
+
+
+def _as_str(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+@pytest.fixture(scope="module")
+def raw() -> dict[str, dict[str, Any]]:
+    """The compose files as YAML (anchors and merge keys resolved, variables not)."""
+    docs = {}
+    for name in COMPOSE_FILES:
+        doc = yaml.safe_load((REPO / name).read_text())
+        assert isinstance(doc, dict), f"{name} is not a YAML mapping"
+        docs[name] = doc
+    return docs
+
+
+@pytest.fixture(scope="module")
+def dotenv() -> dict[str, str]:
+    return read_dotenv()
+
+
+@pytest.fixture(scope="module")
+def resolved(raw: dict[str, dict[str, Any]], dotenv: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """The compose files as `docker compose` sees them with only .env (no shell variables)."""
+    return {name: interpolate(doc, dotenv) for name, doc in raw.items()}
+
+
+@pytest.fixture(scope="session")
+def compose_schema() -> ComposeSchema:
+    return load_compose_schema()  # raises (fails) when the schema cannot be had
+
+
+# --------------------------------------------------------------------------- schema
+
+
+def test_compose_schema_is_the_official_spec(compose_schema: ComposeSchema) -> None:
+    schema = compose_schema.schema
+    assert schema.get("title") == "Compose Specification", compose_schema.source
+    for key in ("services", "networks", "volumes"):
+        assert key in schema.get("properties", {}), f"{compose_schema.source} lacks {key}"
+    compose_schema.validator()  # the schema itself is valid for the draft it declares
+
+
+@pytest.mark.parametrize("name", COMPOSE_FILES)
+def test_compose_file_matches_compose_spec(
+    name: str, resolved: dict[str, dict[str, Any]], compose_schema: ComposeSchema
+) -> None:
+    validator = compose_schema.validator()
+    errors = sorted(validator.iter_errors(resolved[name]), key=lambda e: list(e.absolute_path))
+    report = "\n".join(
+        f"  at {'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}" for e in errors
+    )
+    if errors:
+        pytest.fail(
+            f"{name} violates the Compose Specification ({compose_schema.source}):\n{report}"
+        )
+
+
+@pytest.mark.parametrize("name", COMPOSE_FILES)
+def test_no_version_key(name: str, raw: dict[str, dict[str, Any]]) -> None:
+    assert "version" not in raw[name], f"{name}: the top-level `version` key is obsolete"
+
+
+def _compose_cli() -> list[str] | None:
+    """`docker compose` (v2 plugin) or a standalone v2 `docker-compose`; they need no engine."""
+    candidates = []
+    if shutil.which("docker"):
+        candidates.append(["docker", "compose"])
+    if shutil.which("docker-compose"):
+        candidates.append(["docker-compose"])
+    for cli in candidates:
+        try:
+            out = subprocess.run(
+                [*cli, "version", "--short"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if out.returncode == 0 and re.match(r"v?[2-9]\.", out.stdout.strip()):
+            return cli
+    return None
+
+
+@pytest.mark.parametrize("name", COMPOSE_FILES)
+def test_compose_cli_accepts_file(name: str) -> None:
+    cli = _compose_cli()
+    if cli is None:
+        pytest.skip("no Compose v2 CLI (`docker compose` plugin or docker-compose v2) on PATH")
+    out = subprocess.run(
+        [*cli, "-f", name, "config", "--quiet"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 0, f"{' '.join(cli)} config rejects {name}:\n{out.stderr}"
+
+
+# --------------------------------------------------------------------------- interpolation
+
+
+def test_every_variable_has_a_default_in_the_compose_file(raw: dict[str, dict[str, Any]]) -> None:
+    """The files work even without .env: each ${VAR} carries its own `:-default`."""
+    missing = [
+        f"{name}: ${{{var}}}"
+        for name, doc in raw.items()
+        for text in _walk_strings(doc)
+        for var, op, _ in _references(text)
+        if op != ":-"
+    ]
+    assert not missing, f"variables without a `:-default`: {missing}"
+
+
+def test_dotenv_agrees_with_the_compose_defaults(
+    raw: dict[str, dict[str, Any]], dotenv: dict[str, str]
+) -> None:
+    defaults: dict[str, set[str]] = {}
+    for doc in raw.values():
+        for text in _walk_strings(doc):
+            for var, _, arg in _references(text):
+                defaults.setdefault(var, set()).add(arg)
+    unused = sorted(set(dotenv) - set(defaults))
+    assert not unused, f".env sets variables no compose file uses: {unused}"
+    for var, values in defaults.items():
+        assert len(values) == 1, f"${{{var}}} has different defaults across the files: {values}"
+        if var in dotenv:
+            assert dotenv[var] == next(iter(values)), (
+                f".env says {var}={dotenv[var]} but the compose default is {values}"
+            )
+
+
+def test_app_env_does_not_follow_host_kafka_broker_url(raw: dict[str, dict[str, Any]]) -> None:
+    """A KAFKA_BROKER_URL exported for host runs (localhost:...) must not leak into containers."""
+    for text in _walk_strings(raw[APP_FILE]):
+        names = [var for var, _, _ in _references(text)]
+        assert "KAFKA_BROKER_URL" not in names, f"{APP_FILE} interpolates ${{KAFKA_BROKER_URL}}"
+
+
+# --------------------------------------------------------------------------- network
+
+
+def test_kafka_file_creates_the_network(resolved: dict[str, dict[str, Any]]) -> None:
+    default = resolved[KAFKA_FILE].get("networks", {}).get("default")
+    assert default, f"{KAFKA_FILE} must configure networks.default"
+    assert default.get("name") == NETWORK
+    assert not default.get("external"), f"{KAFKA_FILE} must create {NETWORK}, not expect it"
+    for name, service in resolved[KAFKA_FILE]["services"].items():
+        assert "network_mode" not in service, f"{name} must stay on the default network"
+
+
+def test_app_file_joins_the_network_as_external(
+    raw: dict[str, dict[str, Any]], resolved: dict[str, dict[str, Any]]
+) -> None:
+    default = resolved[APP_FILE].get("networks", {}).get("default")
+    assert default, f"{APP_FILE} must configure networks.default"
+    assert default.get("name") == NETWORK
+    assert default.get("external") is True
+    # The same expression in both files, so overriding it moves both stacks together.
+    assert (
+        raw[APP_FILE]["networks"]["default"]["name"]
+        == raw[KAFKA_FILE]["networks"]["default"]["name"]
+    )
+    for name, service in resolved[APP_FILE]["services"].items():
+        assert "network_mode" not in service, f"{name} must stay on the default network"
+        assert service.get("networks") in (None, ["default"], {"default": None}), name
+
+
+# --------------------------------------------------------------------------- images
+
+
+def _image_tag(image: str) -> tuple[str, str]:
+    name, _, _digest = image.partition("@")
+    repo, sep, tag = name.rpartition(":")
+    if not sep or "/" in tag:
+        return name, ""
+    return repo, tag
+
+
+def test_images_are_pinned(resolved: dict[str, dict[str, Any]]) -> None:
+    for file, doc in resolved.items():
+        for name, service in doc["services"].items():
+            image = service.get("image")
+            if image is None:
+                assert "build" in service, f"{file}:{name} has neither image nor build"
+                continue
+            _, tag = _image_tag(image)
+            assert tag, f"{file}:{name}: {image} has no tag"
+            assert tag != "latest", f"{file}:{name}: {image} is not pinned"
+            assert re.fullmatch(r"\d+(\.\d+)+([-.][\w.-]+)?", tag), (
+                f"{file}:{name}: {image} has no concrete version tag"
+            )
+
+
+def _pom_kafka_version() -> str:
+    pom = REPO / "kafka" / "pom.xml"
+    assert pom.is_file(), "kafka/pom.xml is missing"
+    for element in ET.parse(pom).iter():  # noqa: S314 - our own file
+        if element.tag.rpartition("}")[2] == "kafka.version":
+            assert element.text, "empty <kafka.version>"
+            return element.text.strip()
+    raise AssertionError("kafka/pom.xml has no <kafka.version> property")
+
+
+def test_kafka_image_matches_pom_version(resolved: dict[str, dict[str, Any]]) -> None:
+    version = _pom_kafka_version()
+    images = [
+        service["image"]
+        for doc in resolved.values()
+        for service in doc["services"].values()
+        if _image_tag(service.get("image", ""))[0] == KAFKA_IMAGE_REPO
+    ]
+    assert images, f"no {KAFKA_IMAGE_REPO} image in the compose files"
+    for image in images:
+        assert _image_tag(image)[1] == version, f"{image} but kafka/pom.xml has Kafka {version}"
+
+
+# --------------------------------------------------------------------------- broker
+
+
+def _listeners(value: str) -> dict[str, tuple[str, int]]:
+    out = {}
+    for item in value.split(","):
+        name, _, address = item.strip().partition("://")
+        host, _, port = address.rpartition(":")
+        out[name] = (host, int(port))
+    return out
+
+
+def _broker(resolved: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    broker: dict[str, Any] = resolved[KAFKA_FILE]["services"]["broker"]
+    return broker
+
+
+def _broker_env(resolved: dict[str, dict[str, Any]]) -> dict[str, str]:
+    return {k: _as_str(v) for k, v in environment_of(_broker(resolved)).items()}
+
+
+def test_broker_is_single_node_kraft(resolved: dict[str, dict[str, Any]]) -> None:
+    broker = _broker(resolved)
+    env = _broker_env(resolved)
+    assert broker.get("hostname") == "broker"
+    assert "container_name" not in broker or broker["container_name"] == "broker"
+    assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
+    assert not any("ZOOKEEPER" in key for key in env), "KRaft only: no ZooKeeper settings"
+    for file, doc in resolved.items():
+        for name, service in doc["services"].items():
+            assert "zookeeper" not in (name + service.get("image", "")).lower(), f"{file}:{name}"
+    assert re.fullmatch(r"[A-Za-z0-9_-]{22}", env["CLUSTER_ID"]), "CLUSTER_ID: a base64url UUID"
+
+    listeners = _listeners(env["KAFKA_LISTENERS"])
+    advertised = _listeners(env["KAFKA_ADVERTISED_LISTENERS"])
+    protocols = dict(
+        item.split(":") for item in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(",")
+    )
+    assert set(listeners) <= set(protocols), "every listener needs a security protocol"
+    assert env["KAFKA_CONTROLLER_LISTENER_NAMES"] == "CONTROLLER"
+    assert "CONTROLLER" in listeners
+    assert "CONTROLLER" not in advertised, "the controller listener is not for clients"
+    controller_port = listeners["CONTROLLER"][1]
+    assert (
+        env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == f"{env['KAFKA_NODE_ID']}@broker:{controller_port}"
+    )
+    assert advertised["PLAINTEXT"] == ("broker", 9092), "containers use broker:9092"
+    assert listeners["PLAINTEXT"][1] == 9092
+    assert env["KAFKA_INTER_BROKER_LISTENER_NAME"] == "PLAINTEXT"
+
+
+def test_broker_host_listener_is_published(resolved: dict[str, dict[str, Any]]) -> None:
+    env = _broker_env(resolved)
+    listeners = _listeners(env["KAFKA_LISTENERS"])
+    host, advertised_port = _listeners(env["KAFKA_ADVERTISED_LISTENERS"])["PLAINTEXT_HOST"]
+    assert host == "localhost"
+    ports = _broker(resolved).get("ports", [])
+    assert len(ports) == 1, "publish only the host listener (not 9092, not the controller)"
+    bind_ip, published, target = str(ports[0]).split(":")
+    assert bind_ip == "127.0.0.1", "reachable from this machine only"
+    assert int(published) == advertised_port, "advertised port must be the published one"
+    assert int(target) == listeners["PLAINTEXT_HOST"][1]
+    assert advertised_port != 9092, "9092 is the Docker-free broker's port (kafka/broker.sh)"
+
+
+def test_broker_internal_topics_fit_one_node(resolved: dict[str, dict[str, Any]]) -> None:
+    env = _broker_env(resolved)
+    assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == "1"
+    assert env["KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"] == "1"
+    assert env["KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"] == "1"
+    assert env["KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS"] == "0"
+
+
+def test_broker_data_is_on_a_named_volume(resolved: dict[str, dict[str, Any]]) -> None:
+    doc = resolved[KAFKA_FILE]
+    log_dirs = _broker_env(resolved)["KAFKA_LOG_DIRS"]
+    mounts = [str(v).split(":") for v in _broker(resolved).get("volumes", [])]
+    named = {target: source for source, target, *_ in mounts}
+    assert log_dirs in named, f"KAFKA_LOG_DIRS={log_dirs} is not on a volume"
+    assert named[log_dirs] in (doc.get("volumes") or {}), "use a named volume, not a bind mount"
+
+
+def test_broker_healthcheck_is_real(resolved: dict[str, dict[str, Any]]) -> None:
+    check = _broker(resolved).get("healthcheck")
+    assert check, "the broker needs a healthcheck (kafka-init waits for service_healthy)"
+    assert not check.get("disable")
+    test = check["test"]
+    assert isinstance(test, list), "use the list form of healthcheck.test"
+    assert test[0] in ("CMD", "CMD-SHELL")
+    command = " ".join(test[1:])
+    assert re.search(r"/opt/kafka/bin/kafka-(broker-api-versions|topics)\.sh\b", command), command
+    assert re.search(r"--bootstrap-server[ =](broker|localhost):9092\b", command), command
+    for key in ("interval", "timeout", "retries", "start_period"):
+        assert key in check, f"healthcheck.{key} missing"
+
+
+# --------------------------------------------------------------------------- kafka-init
+
+
+def _detector_dead_letter_max_bytes() -> int:
+    tree = ast.parse((REPO / "detector" / "app.py").read_text())
+    ops: dict[type, Callable[[int, int], int]] = {
+        ast.Mult: operator.mul,
+        ast.Add: operator.add,
+        ast.Pow: operator.pow,
+        ast.LShift: operator.lshift,
+    }
+
+    def evaluate(node: ast.expr) -> int:
+        if isinstance(node, ast.Constant) and isinstance(node.value, int):
+            return node.value
+        if isinstance(node, ast.BinOp) and type(node.op) in ops:
+            return ops[type(node.op)](evaluate(node.left), evaluate(node.right))
+        raise AssertionError(f"cannot evaluate {ast.unparse(node)}")
+
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "DEAD_LETTER_MAX_MESSAGE_BYTES"
+            for t in node.targets
+        ):
+            return evaluate(node.value)
+    raise AssertionError("detector/app.py no longer defines DEAD_LETTER_MAX_MESSAGE_BYTES")
+
+
+def test_kafka_init_creates_the_topics_once_broker_is_healthy(
+    resolved: dict[str, dict[str, Any]],
+) -> None:
+    init = resolved[KAFKA_FILE]["services"]["kafka-init"]
+    broker = _broker(resolved)
+    assert init.get("image") == broker["image"], "kafka-init uses the broker's image (its CLI)"
+    assert init.get("depends_on", {}).get("broker", {}).get("condition") == "service_healthy"
+    assert init.get("restart", "no") == "no", "a one-shot job must not restart"
+    env = {k: _as_str(v) for k, v in environment_of(init).items()}
+    for var, topic in EXPECTED_TOPICS.items():
+        assert env.get(var) == topic, f"kafka-init {var}"
+    assert env.get("TOPIC_PARTITIONS") == "3"
+    assert env.get("BOOTSTRAP_SERVER") == "broker:9092"
+    script = "\n".join(init["command"]) if isinstance(init["command"], list) else init["command"]
+    assert "--create" in script
+    assert "--if-not-exists" in script, "re-running kafka-init must be harmless"
+    for var in (*EXPECTED_TOPICS, "TOPIC_PARTITIONS", "BOOTSTRAP_SERVER"):
+        assert f"${var}" in script, f"the kafka-init script ignores ${var}"
+
+
+def test_kafka_init_dead_letter_topic_matches_detector(resolved: dict[str, dict[str, Any]]) -> None:
+    init = resolved[KAFKA_FILE]["services"]["kafka-init"]
+    env = environment_of(init)
+    assert int(env["DEAD_LETTER_MAX_MESSAGE_BYTES"]) == _detector_dead_letter_max_bytes()
+    assert "max.message.bytes=$DEAD_LETTER_MAX_MESSAGE_BYTES" in "\n".join(init["command"])
+
+
+def test_topics_agree_between_the_files(resolved: dict[str, dict[str, Any]]) -> None:
+    init_env = environment_of(resolved[KAFKA_FILE]["services"]["kafka-init"])
+    for service in SERVICES:
+        env = environment_of(resolved[APP_FILE]["services"][service])
+        for var in EXPECTED_TOPICS:
+            if var in env:
+                assert env[var] == init_env[var], f"{service} {var}"
+        assert _as_str(env["TRANSACTIONS_TOPIC_PARTITIONS"]) == _as_str(
+            init_env["TOPIC_PARTITIONS"]
+        )
+
+
+# --------------------------------------------------------------------------- app services
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_app_service_builds_from_its_dockerfile(
+    service: str, resolved: dict[str, dict[str, Any]]
+) -> None:
+    spec = resolved[APP_FILE]["services"][service]
+    build = spec.get("build")
+    assert isinstance(build, dict), f"{service}: build must be a mapping"
+    assert build.get("context") == ".", "the build context is the repository root"
+    assert build.get("dockerfile") == f"{service}/Dockerfile"
+    assert (REPO / service / "Dockerfile").is_file()
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_app_service_can_scale_and_restarts(
+    service: str, resolved: dict[str, dict[str, Any]]
+) -> None:
+    spec = resolved[APP_FILE]["services"][service]
+    assert "container_name" not in spec, f"{service}: a fixed name prevents --scale"
+    assert not spec.get("ports"), f"{service}: a published port prevents --scale"
+    assert spec.get("restart") == "unless-stopped"
+    assert "stop_grace_period" in spec
+    assert "depends_on" not in spec, "the broker lives in the other compose file"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_app_service_runs_with_the_tutorial_settings(
+    service: str, resolved: dict[str, dict[str, Any]]
+) -> None:
+    env = environment_of(resolved[APP_FILE]["services"][service])
+    for var, value in EXPECTED_APP_ENV[service].items():
+        assert _as_str(env.get(var)) == value, f"{service}: {var}"
+
+
+def _settings_env_names(packages: list[str]) -> set[str]:
+    """Env names the pydantic-settings classes in these packages read.
+
+    A class counts when it derives (directly or through other classes found here) from
+    BaseSettings; each annotated class attribute is a field whose env name is its upper-cased
+    name (plus any `env_prefix`), and `alias=` / `validation_alias=` strings are names too.
+    """
+    classes: dict[str, tuple[list[str], set[str], str]] = {}
+    files = [p for pkg in packages for p in sorted((REPO / pkg).rglob("*.py"))]
+    assert files, f"no Python sources in {packages}"
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(node, ast.ClassDef):
+                continue
+            bases = [
+                b.id if isinstance(b, ast.Name) else getattr(b, "attr", "") for b in node.bases
+            ]
+            fields: set[str] = set()
+            prefix = ""
+            for stmt in node.body:
+                if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
+                    if "ClassVar" in ast.unparse(stmt.annotation) or stmt.target.id.startswith("_"):
+                        continue
+                    if stmt.target.id == "model_config":
+                        prefix = _env_prefix(stmt.value) or prefix
+                        continue
+                    fields.add(stmt.target.id.upper())
+                    fields |= _aliases(stmt.value)
+                elif isinstance(stmt, ast.Assign) and any(
+                    isinstance(t, ast.Name) and t.id == "model_config" for t in stmt.targets
+                ):
+                    prefix = _env_prefix(stmt.value) or prefix
+            classes[node.name] = (bases, fields, prefix.upper())
+
+    def is_settings(name: str, seen: frozenset[str] = frozenset()) -> bool:
+        if name == "BaseSettings":
+            return True
+        if name in seen or name not in classes:
+            return False
+        return any(is_settings(base, seen | {name}) for base in classes[name][0])
+
+    def fields_of(name: str) -> set[str]:
+        bases, fields, prefix = classes[name]
+        own = {prefix + f for f in fields}
+        for base in bases:
+            if base in classes and is_settings(base):
+                own |= fields_of(base)
+        return own
+
+    names: set[str] = set()
+    for name in classes:
+        if is_settings(name):
+            names |= fields_of(name)
+    return names
+
+
+def _env_prefix(value: ast.expr | None) -> str:
+    if isinstance(value, ast.Call):
+        for keyword in value.keywords:
+            if keyword.arg == "env_prefix" and isinstance(keyword.value, ast.Constant):
+                return str(keyword.value.value)
+    return ""
+
+
+def _aliases(value: ast.expr | None) -> set[str]:
+    found = set()
+    if isinstance(value, ast.Call):
+        for keyword in value.keywords:
+            if keyword.arg in ("alias", "validation_alias") and isinstance(
+                keyword.value, ast.Constant
+            ):
+                found.add(str(keyword.value.value).upper())
+    return found
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_app_env_names_are_settings_the_code_reads(
+    service: str, raw: dict[str, dict[str, Any]]
+) -> None:
+    readable = _settings_env_names(["fraudcore", service])
+    assert readable, f"found no pydantic-settings classes in fraudcore/ or {service}/"
+    env = environment_of(raw[APP_FILE]["services"][service])
+    unknown = sorted(set(env) - readable)
+    assert not unknown, (
+        f"{APP_FILE} gives {service} variables its code never reads: {unknown} "
+        f"(it reads {sorted(readable)})"
+    )
+
+
+# --------------------------------------------------------------------------- Dockerfiles
+
+
+def _instructions(path: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs; comments dropped, continuation lines joined."""
+    out: list[tuple[str, str]] = []
+    pending = ""
+    for line in path.read_text().splitlines():
+        stripped = line.strip()
+        if not pending and (not stripped or stripped.startswith("#")):
+            continue
+        if pending and stripped.startswith("#"):
+            continue  # comment lines inside a continuation are ignored by Docker too
+        if stripped.endswith("\\"):
+            pending += stripped[:-1] + " "
+            continue
+        full = pending + stripped
+        pending = ""
+        keyword, _, args = full.partition(" ")
+        out.append((keyword.upper(), args.strip()))
+    assert not pending, f"{path}: dangling line continuation"
+    return out
+
+
+def _copy_sources(args: str) -> list[str]:
+    parts = [p for p in args.split() if not p.startswith("--")]
+    return parts[:-1]
+
+
+@pytest.fixture(params=SERVICES)
+def dockerfile(request: pytest.FixtureRequest) -> tuple[str, list[tuple[str, str]]]:
+    service: str = request.param
+    path = REPO / service / "Dockerfile"
+    assert path.is_file(), f"{path} is missing"
+    return service, _instructions(path)
+
+
+def test_dockerfile_base_image_is_pinned(dockerfile: tuple[str, list[tuple[str, str]]]) -> None:
+    _, instructions = dockerfile
+    froms = [args for keyword, args in instructions if keyword == "FROM"]
+    assert froms, "no FROM"
+    for args in froms:
+        image = args.split()[0]
+        assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm(@sha256:[0-9a-f]{64})?", image), (
+            f"base image {image!r}: pin python:3.11.<patch>-slim-bookworm"
+        )
+
+
+def test_dockerfile_runs_as_non_root(dockerfile: tuple[str, list[tuple[str, str]]]) -> None:
+    _, instructions = dockerfile
+    users = [(i, args) for i, (keyword, args) in enumerate(instructions) if keyword == "USER"]
+    assert users, "no USER: the container would run as root"
+    index, user = users[-1]
+    name = user.split(":")[0]
+    assert name not in ("root", "0"), f"USER {user} is root"
+    assert re.fullmatch(r"[1-9]\d*", name), f"USER {user}: use the fixed numeric UID"
+    later = [keyword for keyword, _ in instructions[index:]]
+    assert "RUN" not in later, "nothing should run as root after USER"
+    created = " ".join(args for keyword, args in instructions if keyword == "RUN")
+    assert re.search(rf"useradd\b.*--uid {name}\b", created), f"no user with UID {name} created"
+
+
+def test_dockerfile_cmd_is_exec_form(dockerfile: tuple[str, list[tuple[str, str]]]) -> None:
+    service, instructions = dockerfile
+    cmds = [args for keyword, args in instructions if keyword == "CMD"]
+    assert cmds, "no CMD"
+    assert json.loads(cmds[-1]) == ["python", "-m", service]
+    assert not [keyword for keyword, _ in instructions if keyword == "ENTRYPOINT"]
+
+
+def test_dockerfile_installs_pinned_requirements_first(
+    dockerfile: tuple[str, list[tuple[str, str]]],
+) -> None:
+    service, instructions = dockerfile
+    env = " ".join(args for keyword, args in instructions if keyword == "ENV")
+    assert re.search(r"PYTHONDONTWRITEBYTECODE=1\b", env)
+    assert re.search(r"PYTHONUNBUFFERED=1\b", env)
+
+    copies = [
+        (i, _copy_sources(args))
+        for i, (keyword, args) in enumerate(instructions)
+        if keyword == "COPY"
+    ]
+    assert not [keyword for keyword, _ in instructions if keyword == "ADD"], "use COPY, not ADD"
+    sources = [src.rstrip("/") for _, srcs in copies for src in srcs]
+    assert sorted(sources) == sorted(["requirements.txt", "fraudcore", service]), (
+        f"copy only requirements.txt, fraudcore/ and {service}/, got {sources}"
+    )
+    installs = [
+        i
+        for i, (keyword, args) in enumerate(instructions)
+        if keyword == "RUN"
+        and re.search(r"pip install\b.*--no-cache-dir\b.*-r requirements\.txt", args)
+    ]
+    assert installs, "pip install --no-cache-dir -r requirements.txt"
+    requirements_copy = next(i for i, srcs in copies if srcs == ["requirements.txt"])
+    code_copies = [i for i, srcs in copies if srcs != ["requirements.txt"]]
+    assert requirements_copy < installs[0] < min(code_copies), (
+        "COPY requirements.txt, then pip install, then the code (layer caching)"
+    )
+
+
+def test_requirements_are_pinned() -> None:
+    path = REPO / "requirements.txt"
+    assert path.is_file(), "requirements.txt is missing (the Dockerfiles install it)"
+    lines = [
+        line.split("#")[0].strip()
+        for line in path.read_text().splitlines()
+        if line.split("#")[0].strip()
+    ]
+    assert lines, "requirements.txt is empty"
+    for line in lines:
+        requirement = line.split(";")[0].strip()
+        assert re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*(\[[\w,.-]+\])?==[\w.+!-]+", requirement), (
+            f"not pinned with ==: {line!r}"
+        )
+
+
+# --------------------------------------------------------------------------- .dockerignore
+
+
+def _dockerignore_rules() -> list[tuple[bool, re.Pattern[str]]]:
+    rules = []
+    for line in (REPO / ".dockerignore").read_text().splitlines():
+        pattern = line.strip()
+        if not pattern or pattern.startswith("#"):
+            continue
+        negate = pattern.startswith("!")
+        pattern = pattern.lstrip("!").strip().strip("/")
+        regex = ""
+        i = 0
+        while i < len(pattern):
+            if pattern.startswith("**/", i):
+                regex, i = regex + "(?:.*/)?", i + 3
+            elif pattern.startswith("**", i):
+                regex, i = regex + ".*", i + 2
+            elif pattern[i] == "*":
+                regex, i = regex + "[^/]*", i + 1
+            elif pattern[i] == "?":
+                regex, i = regex + "[^/]", i + 1
+            elif pattern[i] == "[":
+                end = pattern.index("]", i)
+                regex, i = regex + pattern[i : end + 1], end + 1
+            else:
+                regex, i = regex + re.escape(pattern[i]), i + 1
+        rules.append((negate, re.compile(regex)))
+    return rules
+
+
+def _ignored(path: str, rules: list[tuple[bool, re.Pattern[str]]]) -> bool:
+    """Docker's rule: the last pattern matching the path or one of its parents decides."""
+    parts = path.split("/")
+    prefixes = ["/".join(parts[: n + 1]) for n in range(len(parts))]
+    ignored = False
+    for negate, regex in rules:
+        if any(regex.fullmatch(prefix) for prefix in prefixes):
+            ignored = not negate
+    return ignored
+
+
+def test_dockerignore_sends_only_what_the_images_need() -> None:
+    rules = _dockerignore_rules()
+    for path in (
+        ".git/HEAD",
+        ".venv/bin/python",
+        ".env",
+        "kafka/lib/kafka-clients-4.1.1.jar",
+        ".kafka-data/meta.properties",
+        "tests/compose/test_compose_static.py",
+        "bench/results/run.json",
+        "fraudcore/__pycache__/config.cpython-311.pyc",
+        "detector/__pycache__/app.cpython-311.pyc",
+        ".mypy_cache/3.11/x.json",
+    ):
+        assert _ignored(path, rules), f"{path} would be sent to the Docker daemon"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_dockerignore_keeps_what_the_dockerfile_copies(service: str) -> None:
+    rules = _dockerignore_rules()
+    for keyword, args in _instructions(REPO / service / "Dockerfile"):
+        if keyword != "COPY" or "--from" in args:
+            continue
+        for source in _copy_sources(args):
+            path = REPO / source
+            assert path.exists(), f"{service}/Dockerfile copies missing {source}"
+            files = [path] if path.is_file() else sorted(path.rglob("*.py"))
+            assert files, f"{source} has no Python files"
+            for file in files:
+                relative = file.relative_to(REPO).as_posix()
+                if "__pycache__" in relative:
+                    continue
+                assert not _ignored(relative, rules), f".dockerignore drops {relative}"
