@@ -58,8 +58,9 @@ class ComposeCommandError(RuntimeError):
 class ProjectCompose(DockerCompose):
     """testcontainers' DockerCompose (pinned 4.15.0) with a project name and its own env.
 
-    `-p` keeps the test stacks apart from a developer's; `extra_env` feeds compose's variable
-    interpolation without touching os.environ; `down` also removes the images it built.
+    `--project-name` keeps the test stacks apart from a developer's; `extra_env` feeds
+    compose's variable interpolation without touching os.environ; `down` also removes the
+    images it built.
     """
 
     project_name: str = ""
@@ -84,6 +85,7 @@ class ProjectCompose(DockerCompose):
             env={**os.environ, **self.extra_env},
             capture_output=True,
             text=True,
+            errors="replace",
             timeout=timeout,
             check=False,
         )

@@ -16,13 +16,21 @@ import re
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from tests.compose.compose_files import (
+    as_str,
+    environment_of,
+    interpolate,
+    read_dotenv,
+    references,
+    walk_strings,
+)
 from tests.compose.compose_schema import ComposeSchema, load_compose_schema
 
 REPO = Path(__file__).resolve().parents[2]
@@ -55,106 +63,6 @@ EXPECTED_TOPICS = {
     "FRAUD_TOPIC": "streaming.transactions.fraud",
     "DEAD_LETTER_TOPIC": "streaming.transactions.invalid",
 }
-
-
-# --------------------------------------------------------------------------- compose helpers
-
-_BRACED = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>.*))?$", re.S)
-_DOLLAR = re.compile(
-    r"\$(?:(?P<escaped>\$)|\{(?P<braced>[^}]*)\}|(?P<named>[A-Za-z_][A-Za-z0-9_]*))"
-)
-
-
-def _references(text: str) -> Iterator[tuple[str, str | None, str]]:
-    """(name, operator, argument) of every ${...} / $NAME in a string; `$$` is no reference."""
-    for match in _DOLLAR.finditer(text):
-        if match["escaped"]:
-            continue
-        if match["named"]:
-            yield match["named"], None, ""
-            continue
-        parsed = _BRACED.match(match["braced"])
-        assert parsed, f"unsupported interpolation ${{{match['braced']}}}"
-        assert "$" not in (parsed["arg"] or ""), f"nested interpolation in {match[0]}"
-        yield parsed["name"], parsed["op"], parsed["arg"] or ""
-
-
-def _substitute(text: str, env: dict[str, str]) -> str:
-    """The Compose Specification's interpolation rules (no nesting, which these files avoid)."""
-
-    def replace(match: re.Match[str]) -> str:
-        if match["escaped"]:
-            return "$"
-        if match["named"]:
-            return env.get(match["named"], "")
-        parsed = _BRACED.match(match["braced"])
-        assert parsed, f"unsupported interpolation {match[0]}"
-        name, op, arg = parsed["name"], parsed["op"], parsed["arg"] or ""
-        value = env.get(name)
-        if op in (":-", "-"):
-            unset = value is None or (op == ":-" and value == "")
-            return arg if unset else str(value)
-        if op in (":?", "?"):
-            unset = value is None or (op == ":?" and value == "")
-            assert not unset, f"{name} is required: {arg}"
-            return str(value)
-        if op in (":+", "+"):
-            is_set = value is not None and (op == "+" or value != "")
-            return arg if is_set else ""
-        return value or ""
-
-    return _DOLLAR.sub(replace, text)
-
-
-def _walk_strings(node: Any) -> Iterator[str]:
-    if isinstance(node, str):
-        yield node
-    elif isinstance(node, dict):
-        for value in node.values():
-            yield from _walk_strings(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _walk_strings(value)
-
-
-def interpolate(node: Any, env: dict[str, str]) -> Any:
-    if isinstance(node, str):
-        return _substitute(node, env)
-    if isinstance(node, dict):
-        return {key: interpolate(value, env) for key, value in node.items()}
-    if isinstance(node, list):
-        return [interpolate(value, env) for value in node]
-    return node
-
-
-def read_dotenv() -> dict[str, str]:
-    values: dict[str, str] = {}
-    for number, line in enumerate((REPO / ".env").read_text().splitlines(), 1):
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        key, sep, value = stripped.partition("=")
-        assert sep, f".env line {number} is not KEY=VALUE: {line!r}"
-        assert re.fullmatch(r"[A-Z_][A-Z0-9_]*", key), f".env line {number}: bad name {key!r}"
-        plain = value == value.strip() and not value.startswith(("'", '"'))
-        assert plain, f".env line {number}: keep values plain (no quotes or padding): {line!r}"
-        assert key not in values, f".env sets {key} twice"
-        values[key] = value
-    return values
-
-
-def environment_of(service: dict[str, Any]) -> dict[str, Any]:
-    env = service.get("environment") or {}
-    if isinstance(env, list):
-        pairs = (item.partition("=") for item in env)
-        return {key: (value if sep else None) for key, sep, value in pairs}
-    return dict(env)
-
-
-def _as_str(value: Any) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    return str(value)
 
 
 @pytest.fixture(scope="module")
@@ -262,8 +170,8 @@ def test_every_variable_has_a_default_in_the_compose_file(raw: dict[str, dict[st
     missing = [
         f"{name}: ${{{var}}}"
         for name, doc in raw.items()
-        for text in _walk_strings(doc)
-        for var, op, _ in _references(text)
+        for text in walk_strings(doc)
+        for var, op, _ in references(text)
         if op != ":-"
     ]
     assert not missing, f"variables without a `:-default`: {missing}"
@@ -274,8 +182,8 @@ def test_dotenv_agrees_with_the_compose_defaults(
 ) -> None:
     defaults: dict[str, set[str]] = {}
     for doc in raw.values():
-        for text in _walk_strings(doc):
-            for var, _, arg in _references(text):
+        for text in walk_strings(doc):
+            for var, _, arg in references(text):
                 defaults.setdefault(var, set()).add(arg)
     unused = sorted(set(dotenv) - set(defaults))
     assert not unused, f".env sets variables no compose file uses: {unused}"
@@ -289,8 +197,8 @@ def test_dotenv_agrees_with_the_compose_defaults(
 
 def test_app_env_does_not_follow_host_kafka_broker_url(raw: dict[str, dict[str, Any]]) -> None:
     """A KAFKA_BROKER_URL exported for host runs (localhost:...) must not leak into containers."""
-    for text in _walk_strings(raw[APP_FILE]):
-        names = [var for var, _, _ in _references(text)]
+    for text in walk_strings(raw[APP_FILE]):
+        names = [var for var, _, _ in references(text)]
         assert "KAFKA_BROKER_URL" not in names, f"{APP_FILE} interpolates ${{KAFKA_BROKER_URL}}"
 
 
@@ -390,7 +298,7 @@ def _broker(resolved: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def _broker_env(resolved: dict[str, dict[str, Any]]) -> dict[str, str]:
-    return {k: _as_str(v) for k, v in environment_of(_broker(resolved)).items()}
+    return {k: as_str(v) for k, v in environment_of(_broker(resolved)).items()}
 
 
 def test_broker_is_single_node_kraft(resolved: dict[str, dict[str, Any]]) -> None:
@@ -504,7 +412,7 @@ def test_kafka_init_creates_the_topics_once_broker_is_healthy(
     assert init.get("image") == broker["image"], "kafka-init uses the broker's image (its CLI)"
     assert init.get("depends_on", {}).get("broker", {}).get("condition") == "service_healthy"
     assert init.get("restart", "no") == "no", "a one-shot job must not restart"
-    env = {k: _as_str(v) for k, v in environment_of(init).items()}
+    env = {k: as_str(v) for k, v in environment_of(init).items()}
     for var, topic in EXPECTED_TOPICS.items():
         assert env.get(var) == topic, f"kafka-init {var}"
     assert env.get("TOPIC_PARTITIONS") == "3"
@@ -530,9 +438,7 @@ def test_topics_agree_between_the_files(resolved: dict[str, dict[str, Any]]) -> 
         for var in EXPECTED_TOPICS:
             if var in env:
                 assert env[var] == init_env[var], f"{service} {var}"
-        assert _as_str(env["TRANSACTIONS_TOPIC_PARTITIONS"]) == _as_str(
-            init_env["TOPIC_PARTITIONS"]
-        )
+        assert as_str(env["TRANSACTIONS_TOPIC_PARTITIONS"]) == as_str(init_env["TOPIC_PARTITIONS"])
 
 
 # --------------------------------------------------------------------------- app services
@@ -568,7 +474,7 @@ def test_app_service_runs_with_the_tutorial_settings(
 ) -> None:
     env = environment_of(resolved[APP_FILE]["services"][service])
     for var, value in EXPECTED_APP_ENV[service].items():
-        assert _as_str(env.get(var)) == value, f"{service}: {var}"
+        assert as_str(env.get(var)) == value, f"{service}: {var}"
 
 
 def _settings_env_names(packages: list[str]) -> set[str]:

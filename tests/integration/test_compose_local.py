@@ -1,0 +1,87 @@
+"""`docker compose up` without Docker: each compose service's own command, with the compose
+file's own environment, run as a local process against the test broker.
+
+Only the broker's host name is mapped (broker:9092 -> the test broker); everything else is what
+users get from docker-compose.yml, .env and the Dockerfiles' CMD.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.compose.compose_files import REPO, environment_of, load_compose
+from tests.kafka_helpers import Service, consume, wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+COMPOSE_BROKER = "broker:9092"
+
+
+def dockerfile_cmd(service: dict[str, Any]) -> list[str]:
+    """The exec-form CMD of the service's Dockerfile, with `python` as this interpreter."""
+    dockerfile = REPO / service["build"]["context"] / service["build"]["dockerfile"]
+    lines = [line for line in dockerfile.read_text().splitlines() if line.startswith("CMD ")]
+    assert len(lines) == 1, f"{dockerfile}: expected one CMD"
+    command = json.loads(lines[0].removeprefix("CMD "))
+    assert command[0] == "python"
+    return [sys.executable, *command[1:]]
+
+
+def service_env(service: dict[str, Any], bootstrap: str) -> dict[str, str]:
+    env = {k: str(v) for k, v in environment_of(service).items() if v not in (None, "")}
+    assert env["KAFKA_BROKER_URL"] == COMPOSE_BROKER
+    env["KAFKA_BROKER_URL"] = bootstrap  # the one mapping: the compose host name to the test broker
+    return env
+
+
+def test_compose_services_run_as_local_processes(bootstrap: str, tmp_path: Path) -> None:
+    compose = load_compose("docker-compose.yml")
+    processes = {}
+    for name in ("detector", "generator"):
+        service = compose["services"][name]
+        log_path = tmp_path / f"{name}.log"
+        processes[name] = Service(
+            dockerfile_cmd(service), service_env(service, bootstrap), log_path
+        )
+    detector_env = service_env(compose["services"]["detector"], bootstrap)
+    fraud, legit = detector_env["FRAUD_TOPIC"], detector_env["LEGIT_TOPIC"]
+    try:
+        wait_until(
+            lambda: len(consume(bootstrap, [fraud], 20, timeout=2)) >= 20,
+            timeout=90,
+            what="20 fraud transactions from the compose services",
+        )
+        for name, process in processes.items():
+            assert process.running(), f"{name} exited:\n{process.output()}"
+    finally:
+        codes = {name: process.stop(timeout=20) for name, process in processes.items()}
+    assert codes == {"detector": 0, "generator": 0}, {n: p.output() for n, p in processes.items()}
+
+    fraud_amounts = [json.loads(r.value)["amount"] for r in consume(bootstrap, [fraud], 20)]
+    legit_amounts = [json.loads(r.value)["amount"] for r in consume(bootstrap, [legit], 20)]
+    assert len(fraud_amounts) >= 20
+    assert len(legit_amounts) >= 20
+    assert min(fraud_amounts) > 900
+    assert max(legit_amounts) <= 900
+
+    # The README's check: make consume of the fraud topic prints only amounts over 900.
+    done = subprocess.run(
+        ["make", "--no-print-directory", "consume", f"TOPIC={fraud}", "MAX=20"],
+        cwd=REPO,
+        env={**os.environ, "KAFKA_BROKER_URL": bootstrap},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    printed = [json.loads(line)["amount"] for line in done.stdout.splitlines()]
+    assert len(printed) == 20
+    assert all(amount > 900 for amount in printed)
