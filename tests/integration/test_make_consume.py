@@ -38,9 +38,7 @@ def test_consume_prints_max_values_from_the_beginning(bootstrap: str, topics: To
     assert [json.loads(line) for line in lines] == [json.loads(v) for v in values[:20]]
 
 
-def test_consume_shortcut_takes_the_topic_from_its_variable(
-    bootstrap: str, topics: Topics
-) -> None:
+def test_consume_shortcut_takes_the_topic_from_its_variable(bootstrap: str, topics: Topics) -> None:
     create_topic(bootstrap, topics.legit, partitions=1)
     produce(bootstrap, topics.legit, ((None, tutorial_record(float(i))) for i in range(5)))
     done = make("consume-legit", f"LEGIT_TOPIC={topics.legit}", "MAX=5", bootstrap=bootstrap)
