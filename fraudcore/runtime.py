@@ -2,34 +2,66 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from datetime import UTC, datetime
 from types import FrameType
 
 log = logging.getLogger(__name__)
 
 
-def configure_logging(level: str) -> None:
-    """Human-readable lines on stderr; kafka-python's own chatter only from WARNING up."""
-    logging.basicConfig(
-        level=level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        force=True,
+HUMAN_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: timestamp (UTC, ISO 8601, ms), level, logger, message, and
+    exception (the formatted traceback) when there is one. Newlines inside stay escaped."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "timestamp": datetime.fromtimestamp(record.created, UTC).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            entry["exception"] = record.exc_text
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def configure_logging(level: str, log_format: str = "human") -> None:
+    """Lines on stderr, human-readable or JSON; kafka-python's own chatter only from WARNING up."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        JsonFormatter() if log_format == "json" else logging.Formatter(HUMAN_FORMAT)
     )
+    logging.basicConfig(level=level, handlers=[handler], force=True)
     logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
 class StopFlag:
-    """Set by SIGTERM or SIGINT. The handler only sets the flag; loops check it and wind down."""
+    """Set by SIGTERM or SIGINT. The handler only sets a flag; loops check it and wind down.
+
+    A plain attribute rather than a threading.Event: Event.set() takes a lock that the main
+    thread may already hold inside Event.wait() when the signal arrives, which deadlocks.
+    """
+
+    # How often wait() looks at the flag: the most a stop request can be noticed late.
+    CHECK_INTERVAL = 0.02
 
     def __init__(self) -> None:
-        self._event = threading.Event()
+        self._stopping = False
 
     @classmethod
     def install(cls) -> StopFlag:
@@ -39,17 +71,23 @@ class StopFlag:
         return flag
 
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
-        self._event.set()
+        self._stopping = True
 
     def set(self) -> None:
-        self._event.set()
+        self._stopping = True
 
     def is_set(self) -> bool:
-        return self._event.is_set()
+        return self._stopping
 
     def wait(self, seconds: float) -> bool:
         """Sleep up to `seconds`, waking early on stop. Returns True when stopping."""
-        return self._event.wait(seconds)
+        deadline = time.monotonic() + seconds
+        while not self._stopping:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            time.sleep(min(left, self.CHECK_INTERVAL))
+        return self._stopping
 
 
 class StatsLine:
