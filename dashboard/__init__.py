@@ -1,0 +1,1 @@
+"""A live terminal view of the stack's topics: `python -m dashboard` (or `make watch`)."""

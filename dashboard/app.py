@@ -1,0 +1,327 @@
+"""`python -m dashboard`: a live terminal view of the topics, for the local or the Docker broker.
+
+It reads the four topics itself (read_committed, no consumer group, nothing committed), so it
+changes nothing and needs nothing from the services:
+
+- input, legit and fraud from a few seconds back, so that rates show from the first frame;
+  the fraud topic also from its last few records, for the latest-fraud list;
+- the dead-letter topic from the beginning, so that its counts by reason are complete;
+- the detector group's consumer lag from its committed offsets and the input's end offsets.
+
+Keys: `q` quits, and so does Ctrl-C (or SIGTERM). The terminal is put in cbreak mode (keys
+arrive without Enter, nothing echoes) and restored on exit, whatever the exit. When standard
+input is not a terminal, keys are not read and only the signals stop it.
+
+`--once SECONDS` reads for that long, prints one frame as plain text and exits: for scripts,
+and for the text capture in the docs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import logging
+import os
+import select
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from kafka.errors import KafkaError
+from kafka.structs import TopicPartition
+from rich.console import Console
+from rich.live import Live
+
+from dashboard.config import DashboardSettings
+from dashboard.model import (
+    DEAD_LETTER,
+    FRAUD,
+    INPUT,
+    LATEST_FRAUD,
+    LEGIT,
+    RATE_WINDOW_SECONDS,
+    DashboardState,
+    lag_from_offsets,
+)
+from dashboard.render import render
+from fraudcore.config import SettingsError, load_settings
+from fraudcore.kafka_io import BrokerUnavailableError, client_options, wait_for_broker
+from fraudcore.runtime import StopFlag, configure_logging
+from kafka import KafkaAdminClient, KafkaConsumer
+
+log = logging.getLogger(__name__)
+
+POLL_TIMEOUT_MS = 100
+REQUEST_TIMEOUT_MS = 5000
+TOPIC_RETRY_SECONDS = 5.0
+QUIT_KEYS = frozenset("qQ")
+
+
+def topics_of(settings: DashboardSettings) -> dict[str, str]:
+    return {
+        INPUT: settings.transactions_topic,
+        LEGIT: settings.legit_topic,
+        FRAUD: settings.fraud_topic,
+        DEAD_LETTER: settings.dead_letter_topic,
+    }
+
+
+def _clock_text(now: float) -> str:
+    return datetime.fromtimestamp(now, UTC).strftime("%H:%M:%S UTC")
+
+
+class TopicReader:
+    """The Kafka side: one consumer for the four topics, one admin client for the group's lag."""
+
+    def __init__(self, settings: DashboardSettings, state: DashboardState) -> None:
+        self.settings = settings
+        self.state = state
+        self.topics = topics_of(settings)
+        self._role_of = {topic: role for role, topic in self.topics.items()}
+        options = {
+            **client_options(settings, "dashboard"),
+            "request_timeout_ms": REQUEST_TIMEOUT_MS,
+        }
+        self.consumer = KafkaConsumer(
+            **options,
+            group_id=None,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            auto_offset_reset="latest",
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+        self.admin = KafkaAdminClient(**options)
+        self._live_from: dict[TopicPartition, int] = {}
+        self._assigned: set[TopicPartition] = set()
+        self._topics_checked_at = float("-inf")
+
+    def close(self) -> None:
+        self.consumer.close()
+        self.admin.close()
+
+    # -- assignment
+
+    def maybe_assign(self, now: float) -> None:
+        """Assign the partitions of the topics that exist; look again later for missing ones.
+
+        `now` is monotonic time, for pacing the retries.
+        """
+        if not self.state.missing_topics and self._assigned:
+            return
+        if now - self._topics_checked_at < TOPIC_RETRY_SECONDS:
+            return
+        self._topics_checked_at = now
+        found: set[TopicPartition] = set()
+        missing = []
+        for topic in self.topics.values():
+            partitions = self.consumer.partitions_for_topic(topic)
+            if not partitions:
+                missing.append(topic)
+                continue
+            found |= {TopicPartition(topic, p) for p in partitions}
+        self.state.missing_topics = tuple(missing)
+        new = found - self._assigned
+        if not new:
+            return
+        positions = {tp: self.consumer.position(tp) for tp in self._assigned}
+        self.consumer.assign(sorted(found))
+        for tp, offset in positions.items():
+            if offset is not None:
+                self.consumer.seek(tp, offset)
+        self._seek_new(sorted(new))
+        self._assigned = found
+
+    def _seek_new(self, partitions: list[TopicPartition]) -> None:
+        beginning = self.consumer.beginning_offsets(partitions)
+        end = self.consumer.end_offsets(partitions)
+        since_ms = int((time.time() - RATE_WINDOW_SECONDS - 1) * 1000)  # wall clock: timestamps
+        by_time = self.consumer.offsets_for_times(
+            {tp: since_ms for tp in partitions if self._role_of[tp.topic] != DEAD_LETTER}
+        )
+        for tp in partitions:
+            role = self._role_of[tp.topic]
+            if role == DEAD_LETTER:
+                start = live = beginning[tp]
+            else:
+                found = by_time.get(tp)
+                live = found.offset if found is not None else end[tp]
+                start = live
+                if role == FRAUD:  # a few older ones too, for the latest-fraud list
+                    start = min(live, max(beginning[tp], end[tp] - LATEST_FRAUD))
+            self._live_from[tp] = live
+            self.consumer.seek(tp, start)
+
+    # -- records and lag
+
+    def poll(self, timeout_ms: int = POLL_TIMEOUT_MS) -> int:
+        """Read what is there into the state; the number of records read."""
+        if not self._assigned:
+            time.sleep(timeout_ms / 1000)
+            return 0
+        count = 0
+        for tp, records in self.consumer.poll(timeout_ms=timeout_ms).items():
+            role = self._role_of[tp.topic]
+            live_from = self._live_from.get(tp, 0)
+            for record in records:
+                self.state.add(
+                    role, record.timestamp, record.value, record.headers, record.offset >= live_from
+                )
+            count += len(records)
+        return count
+
+    def refresh_lag(self) -> None:
+        """The group's committed offsets against the input's end offsets, per partition."""
+        group = self.settings.consumer_group
+        input_tps = sorted(tp for tp in self._assigned if tp.topic == self.topics[INPUT])
+        if not input_tps:
+            self.state.set_lag((), None)
+            return
+        try:
+            end = self.consumer.end_offsets(input_tps)
+            offsets = self.admin.list_group_offsets({group: input_tps}).get(group, {})
+        except KafkaError as exc:
+            self.state.set_lag(None, f"cannot read offsets: {type(exc).__name__}")
+            self.state.status = (
+                f"broker at {self.settings.kafka_broker_url} is not answering: {type(exc).__name__}"
+            )
+            return
+        committed: dict[int, int | None] = {}
+        for tp, meta in offsets.items():
+            committed[tp.partition] = meta.offset if meta.offset >= 0 else None
+        self.state.set_lag(lag_from_offsets({tp.partition: end[tp] for tp in input_tps}, committed))
+        self.state.status = ""
+
+
+class Keys:
+    """Single key presses from a terminal in cbreak mode; nothing when stdin is not a TTY."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._fd: int | None = None
+        self._saved: Any = None
+
+    def __enter__(self) -> Keys:
+        try:
+            fd = self._stream.fileno()
+        except (AttributeError, OSError, ValueError):
+            return self
+        if not os.isatty(fd):
+            return self
+        import termios  # noqa: PLC0415 - POSIX only; not needed when stdin is not a TTY
+        import tty  # noqa: PLC0415
+
+        self._saved = termios.tcgetattr(fd)
+        tty.setcbreak(fd)  # no line buffering, no echo; Ctrl-C still sends SIGINT
+        self._fd = fd
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._fd is not None:
+            import termios  # noqa: PLC0415
+
+            termios.tcsetattr(self._fd, termios.TCSADRAIN, self._saved)
+            self._fd = None
+
+    def pressed(self) -> str:
+        """The keys pressed since the last call ('' if none); never blocks."""
+        if self._fd is None:
+            return ""
+        ready, _, _ = select.select([self._fd], [], [], 0)
+        if not ready:
+            return ""
+        return os.read(self._fd, 64).decode(errors="replace")
+
+
+def collect(reader: TopicReader, stop: StopFlag, seconds: float) -> None:
+    """Read for `seconds` (or until stopped), keeping the lag fresh."""
+    deadline = time.monotonic() + seconds
+    next_lag = 0.0
+    while not stop.is_set() and time.monotonic() < deadline:
+        reader.maybe_assign(time.monotonic())
+        reader.poll()
+        if time.monotonic() >= next_lag:
+            reader.refresh_lag()
+            next_lag = time.monotonic() + 1.0
+
+
+def frame(state: DashboardState, footer: str = "q or Ctrl-C quits") -> Any:
+    now = time.time()
+    state.forget_before(now)
+    return render(state.view(now, _clock_text(now)), footer)
+
+
+def run_live(reader: TopicReader, stop: StopFlag, console: Console, refresh: float) -> None:
+    state = reader.state
+    with (
+        Keys(sys.stdin) as keys,
+        Live(frame(state), console=console, auto_refresh=False, screen=console.is_terminal) as live,
+    ):
+        next_frame = 0.0
+        while not stop.is_set():
+            if QUIT_KEYS & set(keys.pressed()):
+                break
+            reader.maybe_assign(time.monotonic())
+            reader.poll()
+            if time.monotonic() >= next_frame:
+                reader.refresh_lag()
+                live.update(frame(state), refresh=True)
+                next_frame = time.monotonic() + refresh
+
+
+def export_text(state: DashboardState, width: int) -> str:
+    """One frame as plain text, through rich's console recording."""
+    console = Console(record=True, width=width, file=io.StringIO(), color_system=None)
+    console.print(frame(state, footer=""))
+    return console.export_text()
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m dashboard",
+        description="Live view of the fraud detection topics. Settings come from the same "
+        "environment variables as the services (KAFKA_BROKER_URL, TRANSACTIONS_TOPIC, "
+        "LEGIT_TOPIC, FRAUD_TOPIC, DEAD_LETTER_TOPIC, CONSUMER_GROUP). Keys: q quits.",
+    )
+    parser.add_argument(
+        "--once",
+        type=float,
+        metavar="SECONDS",
+        help="read for SECONDS, print one frame as plain text, exit",
+    )
+    parser.add_argument("--width", type=int, default=100, help="columns for --once (100)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        settings = load_settings(DashboardSettings)
+    except SettingsError as exc:
+        print(f"dashboard: {exc}", file=sys.stderr)
+        return 2
+    # Only warnings: log lines would tear through the live view.
+    configure_logging("WARNING" if settings.log_level in ("DEBUG", "INFO") else settings.log_level)
+    logging.getLogger("kafka").setLevel(logging.ERROR)  # its warnings would tear the live view
+    stop = StopFlag.install()
+    try:
+        admin = wait_for_broker(settings, stop, "dashboard")
+    except BrokerUnavailableError as exc:
+        print(f"dashboard: {exc}", file=sys.stderr)
+        return 1
+    if admin is None:
+        return 0
+    admin.close()
+    state = DashboardState(
+        broker=settings.kafka_broker_url, group=settings.consumer_group, topics=topics_of(settings)
+    )
+    reader = TopicReader(settings, state)
+    try:
+        if args.once is not None:
+            collect(reader, stop, args.once)
+            sys.stdout.write(export_text(state, args.width))
+        else:
+            run_live(reader, stop, Console(), settings.dashboard_refresh_seconds)
+    finally:
+        reader.close()
+    return 0

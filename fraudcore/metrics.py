@@ -1,0 +1,569 @@
+"""Prometheus metrics and the health endpoint, served by both services on METRICS_PORT.
+
+One HTTP server per process answers
+  GET /metrics  the service's own registry in the Prometheus text format (OpenMetrics on request)
+  GET /health   200 {"status": "ok", ...} while the broker answers, 503 {"status": "unavailable"}
+                otherwise (and until the first answer at start-up)
+
+Each service builds its own CollectorRegistry, never prometheus-client's process-wide default,
+so that tests can build several in one process and nothing registered by a library leaks in.
+
+Health: a background thread asks the broker for its cluster metadata (one small request on one
+connection of its own) every HEALTH_PROBE_INTERVAL_SECONDS, with a short timeout. The endpoint
+only reads the last result, so it answers at once whatever state the broker is in. It reports
+unavailable when the last probe failed, or when no probe has succeeded for STALE_AFTER_SECONDS
+(the probe itself hangs). The probe's client is built with the same client options as the
+service's own clients, so it goes where they go, with their security settings.
+
+Counting (detector): a record is counted when its output is durable, not when it is routed.
+Records of the open batch wait in `pending_*`; on a committed Kafka transaction (exactly_once) or
+once every output is acknowledged (at_least_once) they are added to the counters and the latency
+histogram; on an abort they are dropped, because the batch is read and counted again.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import logging
+import threading
+import time
+from collections import Counter as CountOf
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from kafka.errors import KafkaError
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
+from prometheus_client.exposition import choose_encoder
+
+from fraudcore.config import CommonSettings
+from fraudcore.kafka_io import client_options
+from fraudcore.rule import Verdict
+from kafka import KafkaAdminClient
+
+log = logging.getLogger(__name__)
+
+HEALTH_PROBE_INTERVAL_SECONDS = 5.0
+HEALTH_PROBE_TIMEOUT_MS = 3000
+STALE_AFTER_SECONDS = 30.0
+LAG_UPDATE_INTERVAL_SECONDS = 1.0
+ACHIEVED_RATE_WINDOW_SECONDS = 10.0
+MIN_SAMPLE_SPACING_SECONDS = 0.25
+
+# From an input record's timestamp to the commit of its output: 5 ms .. 10 min.
+LATENCY_BUCKETS = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+)  # fmt: skip
+
+
+def new_registry() -> CollectorRegistry:
+    """A registry of one service's metrics, with the usual process_* and python_* metrics."""
+    registry = CollectorRegistry(auto_describe=True)
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    return registry
+
+
+# --------------------------------------------------------------------------- the services' metrics
+
+
+class ServiceMetrics:
+    """The metrics of one service and the broker-reachability gauge that health also reports."""
+
+    def __init__(self, service: str, registry: CollectorRegistry | None = None) -> None:
+        self.service = service
+        self.registry = registry if registry is not None else new_registry()
+        self.broker_reachable = Gauge(
+            f"fraud_{service}_broker_reachable",
+            "1 when the last health probe of the Kafka broker succeeded, else 0",
+            registry=self.registry,
+        )
+
+
+class DetectorMetrics(ServiceMetrics):
+    """What the detector exports. Counters move only when a batch's outputs are durable."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        wall_clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__("detector", registry)
+        self._wall_clock = wall_clock
+        self._clock = clock
+        self.transactions = Counter(
+            "fraud_detector_transactions",
+            "Input records whose output is committed (exactly_once) or acknowledged "
+            "(at_least_once), by verdict",
+            ["verdict"],
+            registry=self.registry,
+        )
+        self.dead_letters = Counter(
+            "fraud_detector_dead_letters",
+            "Records committed to the dead-letter topic, by reason code (error.reason header)",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "fraud_detector_processing_latency_seconds",
+            "From an input record's timestamp to the commit (or acknowledgement) of its output",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.kafka_transactions = Counter(
+            "fraud_detector_kafka_transactions",
+            "Kafka transactions of the detector by outcome (exactly_once mode only)",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.consumer_lag = Gauge(
+            "fraud_detector_consumer_lag",
+            "Records in an assigned input partition after the consumer's position "
+            "(highwater - position)",
+            ["topic", "partition"],
+            registry=self.registry,
+        )
+        for verdict in Verdict:
+            self.transactions.labels(verdict.value)
+        for outcome in ("committed", "aborted"):
+            self.kafka_transactions.labels(outcome)
+        self.pending_verdicts: CountOf[str] = CountOf()
+        self.pending_reasons: CountOf[str] = CountOf()
+        self.pending_timestamps: list[int] = []
+        self._lag_updated_at: float | None = None
+        self._lag_partitions: set[tuple[str, str]] = set()
+
+    def routed(self, verdict: Verdict, timestamp_ms: int | None, reason: str = "") -> None:
+        """One record of the open batch was routed; it counts once the batch is durable."""
+        self.pending_verdicts[verdict.value] += 1
+        if verdict is Verdict.INVALID:
+            self.pending_reasons[reason_code(reason)] += 1
+        if timestamp_ms is not None and timestamp_ms >= 0:
+            self.pending_timestamps.append(timestamp_ms)
+
+    def batch_committed(self, transaction: bool = False) -> None:
+        """The open batch's outputs are durable: count them. `transaction`: a Kafka commit."""
+        now_ms = self._wall_clock() * 1000
+        for verdict, count in self.pending_verdicts.items():
+            self.transactions.labels(verdict).inc(count)
+        for reason, count in self.pending_reasons.items():
+            self.dead_letters.labels(reason).inc(count)
+        observe = self.latency.observe
+        for timestamp_ms in self.pending_timestamps:
+            observe(max(0.0, now_ms - timestamp_ms) / 1000)
+        if transaction:
+            self.kafka_transactions.labels("committed").inc()
+        self.discard_batch()
+
+    def batch_aborted(self) -> None:
+        """The open Kafka transaction was aborted: its records will be read and counted again."""
+        self.kafka_transactions.labels("aborted").inc()
+        self.discard_batch()
+
+    def discard_batch(self) -> None:
+        """Forget the open batch without counting it (no-op once it is counted)."""
+        self.pending_verdicts.clear()
+        self.pending_reasons.clear()
+        self.pending_timestamps.clear()
+
+    def maybe_update_lag(self, consumer: Any, force: bool = False) -> None:
+        """Refresh the lag gauges from the consumer, at most once per LAG_UPDATE_INTERVAL_SECONDS.
+
+        Runs on the thread that polls (a KafkaConsumer is not thread-safe). Partitions that are
+        no longer assigned are dropped from the gauge, so a rebalance leaves no stale series.
+        """
+        now = self._clock()
+        if (
+            not force
+            and self._lag_updated_at is not None
+            and now - self._lag_updated_at < LAG_UPDATE_INTERVAL_SECONDS
+        ):
+            return
+        self._lag_updated_at = now
+        seen: set[tuple[str, str]] = set()
+        for tp in consumer.assignment():
+            try:
+                highwater = consumer.highwater(tp)
+                position = consumer.position(tp, timeout_ms=50) if highwater is not None else None
+            except KafkaError:
+                continue
+            if highwater is None or position is None:
+                continue
+            labels = (tp.topic, str(tp.partition))
+            self.consumer_lag.labels(*labels).set(max(0, highwater - position))
+            seen.add(labels)
+        for labels in self._lag_partitions - seen:
+            with contextlib.suppress(KeyError):
+                self.consumer_lag.remove(*labels)
+        self._lag_partitions = seen
+
+
+def reason_code(reason: str) -> str:
+    """The code of a dead-letter reason ("not_json: Expecting value ..." -> "not_json")."""
+    return reason.partition(":")[0].strip() or "unknown"
+
+
+class RateMeter:
+    """Events per second over a sliding window, from (time, running total) samples."""
+
+    def __init__(self, window: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._window = window
+        self._clock = clock
+        self._samples: deque[tuple[float, float]] = deque()
+        self._lock = threading.Lock()
+
+    def sample(self, total: float) -> None:
+        now = self._clock()
+        with self._lock:
+            samples = self._samples
+            if len(samples) >= 2 and now - samples[-2][0] < MIN_SAMPLE_SPACING_SECONDS:
+                samples[-1] = (now, total)  # keeps the samples few however often this is called
+            else:
+                samples.append((now, total))
+            # Keep one sample at or before the window's start, so the window is always spanned.
+            while len(samples) > 2 and samples[1][0] <= now - self._window:
+                samples.popleft()
+
+    def rate(self) -> float:
+        with self._lock:
+            if len(self._samples) < 2:
+                return 0.0
+            (start, first), (end, last) = self._samples[0], self._samples[-1]
+        return (last - first) / (end - start) if end > start else 0.0
+
+
+class GeneratorMetrics(ServiceMetrics):
+    """What the generator exports. Transactions count when the broker acknowledges them."""
+
+    def __init__(
+        self,
+        target_rate: float,
+        registry: CollectorRegistry | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__("generator", registry)
+        self.transactions = Counter(
+            "fraud_generator_transactions",
+            "Transactions the broker acknowledged",
+            registry=self.registry,
+        )
+        self.delivery_failures = Counter(
+            "fraud_generator_delivery_failures",
+            "Transactions that could not be delivered",
+            registry=self.registry,
+        )
+        self.target_rate = Gauge(
+            "fraud_generator_target_rate",
+            "TRANSACTIONS_PER_SECOND, the rate the generator paces to",
+            registry=self.registry,
+        )
+        self.achieved_rate = Gauge(
+            "fraud_generator_achieved_rate",
+            f"Acknowledged transactions per second over the last {ACHIEVED_RATE_WINDOW_SECONDS:g}s",
+            registry=self.registry,
+        )
+        self.target_rate.set(target_rate)
+        self._acked = 0
+        self._meter = RateMeter(ACHIEVED_RATE_WINDOW_SECONDS, clock)
+        self._meter.sample(0)
+        self.achieved_rate.set_function(self._achieved_rate)
+
+    def acknowledged(self, _metadata: object = None) -> None:
+        """A send's callback: runs on the producer's I/O thread."""
+        self.transactions.inc()
+        self._acked += 1
+        self._meter.sample(self._acked)
+
+    def failed(self, _exc: BaseException | None = None) -> None:
+        """A send's errback: runs on the producer's I/O thread."""
+        self.delivery_failures.inc()
+
+    def _achieved_rate(self) -> float:
+        self._meter.sample(self._acked)  # so that the rate falls to 0 when sends stop
+        return self._meter.rate()
+
+
+# --------------------------------------------------------------------------- health
+
+
+@dataclass(frozen=True)
+class HealthStatus:
+    healthy: bool
+    body: dict[str, Any]
+
+
+class BrokerHealth:
+    """The broker's reachability as the last probe saw it; probes run on a daemon thread."""
+
+    def __init__(
+        self,
+        service: str,
+        probe: Callable[[], None],
+        *,
+        interval: float = HEALTH_PROBE_INTERVAL_SECONDS,
+        stale_after: float = STALE_AFTER_SECONDS,
+        gauge: Gauge | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.service = service
+        self._probe = probe
+        self._interval = interval
+        self._stale_after = stale_after
+        self._gauge = gauge
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._ok_at: float | None = None
+        self._checked_at: float | None = None
+        self._error: str | None = "no probe yet"
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def check_once(self) -> bool:
+        """Probe now and record the outcome. Never raises."""
+        error: str | None = None
+        try:
+            self._probe()
+        except Exception as exc:  # any failure means: not reachable
+            error = f"{type(exc).__name__}: {exc}"[:300]
+        ok = error is None
+        now = self._clock()
+        with self._lock:
+            was_ok = self._error is None
+            self._checked_at = now
+            self._error = error
+            if ok:
+                self._ok_at = now
+        if self._gauge is not None:
+            self._gauge.set(1 if ok else 0)
+        if ok and not was_ok:
+            log.info("health: Kafka broker reachable")
+        elif was_ok and not ok:
+            log.warning("health: Kafka broker unreachable: %s", error)
+        return ok
+
+    def status(self) -> HealthStatus:
+        now = self._clock()
+        with self._lock:
+            ok_at, checked_at, error = self._ok_at, self._checked_at, self._error
+        stale = ok_at is None or now - ok_at > self._stale_after
+        healthy = error is None and not stale
+        if error is None and stale:
+            error = f"no successful probe for {self._stale_after:g}s"
+        return HealthStatus(
+            healthy,
+            {
+                "status": "ok" if healthy else "unavailable",
+                "service": self.service,
+                "broker": {
+                    "reachable": healthy,
+                    "checked_seconds_ago": _age(now, checked_at),
+                    "last_ok_seconds_ago": _age(now, ok_at),
+                    "error": error,
+                },
+            },
+        )
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=PROBE_THREAD, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            started = self._clock()
+            self.check_once()
+            self._stop.wait(max(0.0, self._interval - (self._clock() - started)))
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+
+def _age(now: float, then: float | None) -> float | None:
+    return None if then is None else round(now - then, 3)
+
+
+PROBE_THREAD = "health-probe"
+
+
+class QuietProbeLogs(logging.Filter):
+    """Drops kafka-python's own log lines from the probe's threads.
+
+    While the broker is down, the service's own clients already log every failed connection;
+    the probe would log each of them a second time. It reports its state once instead
+    ("health: Kafka broker unreachable: ..." and "... reachable").
+    """
+
+    def __init__(self, client_id: str) -> None:
+        super().__init__()
+        self._threads = (PROBE_THREAD, f"kafka-io-{client_id}")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.name.startswith("kafka") and record.threadName in self._threads)
+
+
+class KafkaProbe:
+    """Asks the broker for its cluster metadata through an admin client of its own.
+
+    The client is built on first use (and again after it could not be built), so a broker that
+    is down at start-up is simply reported unreachable until it answers.
+    """
+
+    def __init__(self, settings: CommonSettings, client_id: str) -> None:
+        self._options = {
+            **client_options(settings, client_id),
+            "request_timeout_ms": HEALTH_PROBE_TIMEOUT_MS,
+            "bootstrap_timeout_ms": HEALTH_PROBE_TIMEOUT_MS,
+        }
+        self._admin: KafkaAdminClient | None = None
+
+    def __call__(self) -> None:
+        if self._admin is None:
+            self._admin = KafkaAdminClient(**self._options)
+        self._admin.describe_cluster()
+
+    def close(self) -> None:
+        if self._admin is not None:
+            self._admin.close()
+            self._admin = None
+
+
+# --------------------------------------------------------------------------- the HTTP server
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _MetricsHTTPServer
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0].rstrip("/") or "/"
+        if path == "/metrics":
+            encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
+            self._reply(200, content_type, encoder(self.server.registry))
+        elif path == "/health":
+            health = self.server.health
+            status = (
+                health.status()
+                if health is not None
+                else HealthStatus(True, {"status": "ok", "service": self.server.service})
+            )
+            body = json.dumps(status.body, separators=(",", ":")).encode() + b"\n"
+            self._reply(200 if status.healthy else 503, "application/json", body)
+        elif path == "/":
+            self._reply(200, "text/plain; charset=utf-8", b"/metrics /health\n")
+        else:
+            self._reply(404, "text/plain; charset=utf-8", b"not found\n")
+
+    def _reply(self, code: int, content_type: str, body: bytes) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s %s", self.address_string(), format % args)
+
+
+class _MetricsHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        registry: CollectorRegistry,
+        health: BrokerHealth | None,
+        service: str,
+    ) -> None:
+        super().__init__(address, _Handler)
+        self.registry = registry
+        self.health = health
+        self.service = service
+
+
+class MetricsServer:
+    """/metrics and /health on one port, served from a daemon thread."""
+
+    def __init__(
+        self,
+        port: int,
+        registry: CollectorRegistry,
+        health: BrokerHealth | None = None,
+        service: str = "",
+        host: str = "",
+    ) -> None:
+        # host "" listens on every interface: Prometheus and Docker's healthcheck reach it.
+        self._server = _MetricsHTTPServer((host, port), registry, health, service)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="metrics-http", daemon=True
+        )
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def start(self) -> MetricsServer:
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._server.shutdown()  # waits for serve_forever, so only once it runs
+        self._server.server_close()
+
+
+class MetricsPortError(RuntimeError):
+    """METRICS_PORT cannot be listened on (usually: another process uses it)."""
+
+
+class Telemetry:
+    """A service's running metrics server and health probe."""
+
+    def __init__(self, server: MetricsServer, health: BrokerHealth, probe: KafkaProbe) -> None:
+        self.server = server
+        self.health = health
+        self._probe = probe
+
+    def close(self) -> None:
+        self.server.close()
+        self.health.stop(timeout=1.0)  # a probe still waiting on the broker is a daemon thread
+        self._probe.close()
+
+
+def serve_metrics(settings: CommonSettings, metrics: ServiceMetrics) -> Telemetry | None:
+    """Start /metrics and /health on METRICS_PORT; None when METRICS_PORT is unset.
+
+    Closed at interpreter exit (atexit), so a service's main() needs no cleanup of its own;
+    the threads are daemons, so they never hold the process up either.
+    """
+    if settings.metrics_port is None:
+        return None
+    client_id = f"{metrics.service}-health"
+    probe = KafkaProbe(settings, client_id)
+    health = BrokerHealth(metrics.service, probe, gauge=metrics.broker_reachable)
+    try:
+        server = MetricsServer(settings.metrics_port, metrics.registry, health, metrics.service)
+    except OSError as exc:
+        raise MetricsPortError(
+            f"cannot serve metrics on METRICS_PORT={settings.metrics_port}: {exc.strerror or exc}"
+        ) from None
+    quiet = QuietProbeLogs(client_id)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(quiet)
+    server.start()
+    health.start()
+    log.info("metrics on :%d/metrics, health on :%d/health", server.port, server.port)
+    telemetry = Telemetry(server, health, probe)
+    atexit.register(telemetry.close)
+    return telemetry

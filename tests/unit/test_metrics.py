@@ -1,0 +1,389 @@
+"""fraudcore/metrics.py without a broker: counting on commit, lag, rates, health, the server."""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kafka.structs import TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
+
+from detector.config import DetectorSettings
+from fraudcore.config import SettingsError, load_settings
+from fraudcore.metrics import (
+    BrokerHealth,
+    DetectorMetrics,
+    GeneratorMetrics,
+    MetricsPortError,
+    MetricsServer,
+    QuietProbeLogs,
+    RateMeter,
+    reason_code,
+    serve_metrics,
+)
+from fraudcore.rule import Verdict
+from generator.config import GeneratorSettings
+
+
+class FakeClock:
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def value(metrics: Any, name: str, **labels: str) -> float | None:
+    found = metrics.registry.get_sample_value(name, labels or None)
+    return None if found is None else float(found)
+
+
+def verdict_counts(metrics: DetectorMetrics) -> dict[str, float | None]:
+    return {
+        v.value: value(metrics, "fraud_detector_transactions_total", verdict=v.value)
+        for v in Verdict
+    }
+
+
+# --------------------------------------------------------------------------- detector counting
+
+
+def test_records_count_only_when_their_batch_commits() -> None:
+    wall = FakeClock(2000.0)
+    metrics = DetectorMetrics(wall_clock=wall)
+    metrics.routed(Verdict.LEGIT, 1_999_500)
+    metrics.routed(Verdict.FRAUD, 1_999_000)
+    metrics.routed(Verdict.INVALID, 1_998_000, "not_json: Expecting value: line 1 column 1")
+    assert verdict_counts(metrics) == {"legit": 0, "fraud": 0, "invalid": 0}
+
+    metrics.batch_committed(transaction=True)
+    assert verdict_counts(metrics) == {"legit": 1, "fraud": 1, "invalid": 1}
+    assert value(metrics, "fraud_detector_dead_letters_total", reason="not_json") == 1
+    assert value(metrics, "fraud_detector_kafka_transactions_total", outcome="committed") == 1
+    # Latency: from each record's timestamp to the commit, 0.5 + 1 + 2 seconds.
+    assert value(metrics, "fraud_detector_processing_latency_seconds_count") == 3
+    assert value(metrics, "fraud_detector_processing_latency_seconds_sum") == pytest.approx(3.5)
+    le_1 = value(metrics, "fraud_detector_processing_latency_seconds_bucket", le="1.0")
+    assert le_1 == 2
+
+    metrics.batch_committed(transaction=True)  # an empty batch adds no records
+    assert verdict_counts(metrics) == {"legit": 1, "fraud": 1, "invalid": 1}
+
+
+def test_an_aborted_batch_is_not_counted_and_its_reprocessing_counts_once() -> None:
+    metrics = DetectorMetrics()
+    for _ in range(3):
+        metrics.routed(Verdict.LEGIT, None)
+    metrics.batch_aborted()
+    assert verdict_counts(metrics)["legit"] == 0
+    assert value(metrics, "fraud_detector_kafka_transactions_total", outcome="aborted") == 1
+    for _ in range(3):  # the same records, read again after the rewind
+        metrics.routed(Verdict.LEGIT, None)
+    metrics.batch_committed(transaction=True)
+    assert verdict_counts(metrics)["legit"] == 3
+    assert value(metrics, "fraud_detector_processing_latency_seconds_count") == 0
+
+
+def test_discard_forgets_an_uncommitted_batch_and_at_least_once_has_no_transactions() -> None:
+    metrics = DetectorMetrics()
+    metrics.routed(Verdict.FRAUD, 5)
+    metrics.discard_batch()
+    metrics.batch_committed()  # at_least_once: acknowledged, no Kafka transaction
+    assert verdict_counts(metrics)["fraud"] == 0
+    metrics.routed(Verdict.FRAUD, 5)
+    metrics.batch_committed()
+    assert verdict_counts(metrics)["fraud"] == 1
+    assert value(metrics, "fraud_detector_kafka_transactions_total", outcome="committed") == 0
+
+
+def test_latency_is_never_negative_and_records_without_timestamp_are_skipped() -> None:
+    metrics = DetectorMetrics(wall_clock=FakeClock(10.0))
+    metrics.routed(Verdict.LEGIT, 20_000)  # stamped in the future (clock skew)
+    metrics.routed(Verdict.LEGIT, -1)  # no timestamp
+    metrics.batch_committed()
+    assert value(metrics, "fraud_detector_processing_latency_seconds_count") == 1
+    assert value(metrics, "fraud_detector_processing_latency_seconds_sum") == 0
+
+
+@pytest.mark.parametrize(
+    ("reason", "code"),
+    [
+        ("not_json: Expecting value", "not_json"),
+        ("empty: the record has no value", "empty"),
+        ("too_deep", "too_deep"),
+        ("", "unknown"),
+    ],
+)
+def test_reason_code(reason: str, code: str) -> None:
+    assert reason_code(reason) == code
+
+
+class FakeConsumer:
+    def __init__(self) -> None:
+        self.highwaters: dict[TopicPartition, int | None] = {}
+        self.positions: dict[TopicPartition, int | None] = {}
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.highwaters)
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        return self.highwaters[tp]
+
+    def position(self, tp: TopicPartition, timeout_ms: int | None = None) -> int | None:
+        return self.positions[tp]
+
+
+def test_lag_per_partition_and_revoked_partitions_disappear() -> None:
+    clock = FakeClock()
+    metrics = DetectorMetrics(clock=clock)
+    consumer = FakeConsumer()
+    p0, p1, p2 = (TopicPartition("in", p) for p in range(3))
+    consumer.highwaters = {p0: 100, p1: 50, p2: None}  # p2: no fetch response yet
+    consumer.positions = {p0: 90, p1: 50, p2: 0}
+    metrics.maybe_update_lag(consumer)
+    assert value(metrics, "fraud_detector_consumer_lag", topic="in", partition="0") == 10
+    assert value(metrics, "fraud_detector_consumer_lag", topic="in", partition="1") == 0
+    assert value(metrics, "fraud_detector_consumer_lag", topic="in", partition="2") is None
+
+    consumer.highwaters = {p1: 70}  # a rebalance took p0 away
+    consumer.positions = {p1: 60}
+    metrics.maybe_update_lag(consumer)  # too soon: unchanged
+    assert value(metrics, "fraud_detector_consumer_lag", topic="in", partition="0") == 10
+    clock.now += 1.0
+    metrics.maybe_update_lag(consumer)
+    assert value(metrics, "fraud_detector_consumer_lag", topic="in", partition="0") is None
+    assert value(metrics, "fraud_detector_consumer_lag", topic="in", partition="1") == 10
+
+
+def test_registries_are_per_instance() -> None:
+    first, second = DetectorMetrics(), DetectorMetrics()
+    first.routed(Verdict.LEGIT, None)
+    first.batch_committed()
+    assert verdict_counts(first)["legit"] == 1
+    assert verdict_counts(second)["legit"] == 0
+    GeneratorMetrics(10.0)
+    GeneratorMetrics(20.0)  # no "Duplicated timeseries" from a shared default registry
+
+
+# --------------------------------------------------------------------------- generator
+
+
+def test_rate_meter_spans_its_window() -> None:
+    clock = FakeClock(0.0)
+    meter = RateMeter(10.0, clock)
+    assert meter.rate() == 0.0
+    for second in range(1, 31):
+        clock.now = float(second)
+        meter.sample(second * 100)
+    assert meter.rate() == pytest.approx(100.0)
+    clock.now = 40.0
+    meter.sample(3000)  # nothing sent for 10 s
+    assert meter.rate() == pytest.approx(0.0, abs=1e-9)
+
+
+def test_rate_meter_keeps_few_samples_when_called_often() -> None:
+    clock = FakeClock(0.0)
+    meter = RateMeter(10.0, clock)
+    for i in range(100_000):
+        clock.now = i / 10_000  # 10 s at 10 000 samples/s
+        meter.sample(i)
+    assert len(meter._samples) <= 60
+    assert meter.rate() == pytest.approx(10_000, rel=0.01)
+
+
+def test_generator_counts_acknowledged_and_failed_and_reports_rates() -> None:
+    clock = FakeClock(0.0)
+    metrics = GeneratorMetrics(250.0, clock=clock)
+    assert value(metrics, "fraud_generator_target_rate") == 250
+    for i in range(1, 501):
+        clock.now = i / 250
+        metrics.acknowledged(object())
+    metrics.failed(TimeoutError())
+    assert value(metrics, "fraud_generator_transactions_total") == 500
+    assert value(metrics, "fraud_generator_delivery_failures_total") == 1
+    assert value(metrics, "fraud_generator_achieved_rate") == pytest.approx(250, rel=0.02)
+
+
+# --------------------------------------------------------------------------- health
+
+
+class FlakyProbe:
+    def __init__(self) -> None:
+        self.up = True
+        self.calls = 0
+
+    def __call__(self) -> None:
+        self.calls += 1
+        if not self.up:
+            raise ConnectionError("connection refused")
+
+
+def test_health_is_unavailable_until_the_first_probe_and_flips_both_ways() -> None:
+    clock = FakeClock()
+    probe = FlakyProbe()
+    metrics = DetectorMetrics()
+    health = BrokerHealth(
+        "detector", probe, stale_after=30, clock=clock, gauge=metrics.broker_reachable
+    )
+    status = health.status()
+    assert not status.healthy
+    assert status.body["status"] == "unavailable"
+
+    assert health.check_once()
+    status = health.status()
+    assert status.healthy
+    assert status.body == {
+        "status": "ok",
+        "service": "detector",
+        "broker": {
+            "reachable": True,
+            "checked_seconds_ago": 0.0,
+            "last_ok_seconds_ago": 0.0,
+            "error": None,
+        },
+    }
+    assert value(metrics, "fraud_detector_broker_reachable") == 1
+
+    probe.up = False
+    clock.now += 5
+    assert not health.check_once()
+    status = health.status()
+    assert not status.healthy
+    assert "ConnectionError: connection refused" in status.body["broker"]["error"]
+    assert status.body["broker"]["last_ok_seconds_ago"] == 5.0
+    assert value(metrics, "fraud_detector_broker_reachable") == 0
+
+    probe.up = True
+    assert health.check_once()
+    assert health.status().healthy
+
+
+def test_health_goes_stale_when_probes_stop_succeeding_in_time() -> None:
+    clock = FakeClock()
+    health = BrokerHealth("generator", FlakyProbe(), stale_after=30, clock=clock)
+    health.check_once()
+    clock.now += 31  # the probe thread is stuck: no result for longer than stale_after
+    status = health.status()
+    assert not status.healthy
+    assert "no successful probe" in status.body["broker"]["error"]
+
+
+def test_health_thread_probes_in_the_background() -> None:
+    probe = FlakyProbe()
+    health = BrokerHealth("detector", probe, interval=0.01)
+    health.start()
+    try:
+        for _ in range(200):
+            if probe.calls >= 3 and health.status().healthy:
+                break
+            health._stop.wait(0.01)
+    finally:
+        health.stop()
+    assert probe.calls >= 3
+    assert health.status().healthy
+
+
+# --------------------------------------------------------------------------- HTTP server
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[str, DetectorMetrics, FlakyProbe, BrokerHealth]]:
+    metrics = DetectorMetrics()
+    probe = FlakyProbe()
+    health = BrokerHealth("detector", probe, gauge=metrics.broker_reachable)
+    server = MetricsServer(0, metrics.registry, health, "detector", host="127.0.0.1").start()
+    try:
+        yield f"http://127.0.0.1:{server.port}", metrics, probe, health
+    finally:
+        server.close()
+
+
+def get(url: str) -> tuple[int, str, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - our own server
+            return response.status, response.headers["Content-Type"], response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers["Content-Type"], exc.read().decode()
+
+
+def test_server_serves_metrics_in_the_prometheus_format(
+    served: tuple[str, DetectorMetrics, FlakyProbe, BrokerHealth],
+) -> None:
+    url, metrics, _, _ = served
+    metrics.routed(Verdict.INVALID, None, "empty: the record has no value")
+    metrics.batch_committed(transaction=True)
+    status, content_type, body = get(url + "/metrics")
+    assert status == 200
+    assert content_type.startswith("text/plain")
+    families = {f.name: f for f in text_string_to_metric_families(body)}
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for s in families["fraud_detector_transactions"].samples
+    }
+    assert samples[("fraud_detector_transactions_total", (("verdict", "invalid"),))] == 1
+    assert "process_cpu_seconds" in families
+    assert "fraud_detector_processing_latency_seconds" in families
+
+
+def test_server_health_answers_200_then_503(
+    served: tuple[str, DetectorMetrics, FlakyProbe, BrokerHealth],
+) -> None:
+    url, _, probe, health = served
+    status, _, body = get(url + "/health")
+    assert status == 503  # no probe yet
+    health.check_once()
+    status, content_type, body = get(url + "/health")
+    assert (status, content_type) == (200, "application/json")
+    assert json.loads(body)["status"] == "ok"
+    probe.up = False
+    health.check_once()
+    status, _, body = get(url + "/health")
+    assert status == 503
+    assert json.loads(body)["broker"]["reachable"] is False
+    assert get(url + "/nope")[0] == 404
+
+
+def test_metrics_port_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("METRICS_PORT", raising=False)
+    assert load_settings(DetectorSettings).metrics_port is None
+    assert serve_metrics(load_settings(GeneratorSettings), GeneratorMetrics(1.0)) is None
+    monkeypatch.setenv("METRICS_PORT", "")
+    assert load_settings(DetectorSettings).metrics_port is None
+    monkeypatch.setenv("METRICS_PORT", "8000")
+    assert load_settings(GeneratorSettings).metrics_port == 8000
+    for bad in ("0", "65536", "http"):
+        monkeypatch.setenv("METRICS_PORT", bad)
+        with pytest.raises(SettingsError, match="METRICS_PORT"):
+            load_settings(DetectorSettings)
+
+
+def test_a_busy_metrics_port_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    metrics = DetectorMetrics()
+    busy = MetricsServer(0, metrics.registry, host="")
+    try:
+        monkeypatch.setenv("METRICS_PORT", str(busy.port))
+        with pytest.raises(MetricsPortError, match=f"METRICS_PORT={busy.port}"):
+            serve_metrics(load_settings(DetectorSettings), metrics)
+    finally:
+        busy.close()
+
+
+def test_the_probes_own_kafka_logs_are_dropped_and_nothing_else() -> None:
+    quiet = QuietProbeLogs("detector-health")
+
+    def rec(logger: str, thread: str) -> logging.LogRecord:
+        record = logging.LogRecord(
+            logger, logging.ERROR, __file__, 1, "Connection failed", (), None
+        )
+        record.threadName = thread
+        return record
+
+    assert not quiet.filter(rec("kafka.net.manager", "kafka-io-detector-health"))
+    assert not quiet.filter(rec("kafka.admin.client", "health-probe"))
+    assert quiet.filter(rec("kafka.net.manager", "kafka-io-detector"))  # the detector's own
+    assert quiet.filter(rec("fraudcore.metrics", "health-probe"))  # the probe's own report
