@@ -1,0 +1,687 @@
+"""Secure mode on a real broker: `kafka/broker.sh up --secure` (SASL_SSL with SCRAM users, TLS
+from the project's own CA, the StandardAuthorizer with least-privilege ACLs) and the services
+logging in to it, or being refused with one clear line.
+
+The broker is this module's own (session-scoped, free ports, its own data and secrets dirs, wiped
+at the end); the topics and consumer group are unique per session, and broker.sh creates them
+and their ACLs as the admin, exactly as `make kafka-up SECURE=1` does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kafka.errors import TopicAuthorizationFailedError
+from kafka.structs import TopicPartition
+
+from fraudcore.model import TransactionFactory
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from tests.broker import BROKER_SCRIPT, free_port
+from tests.compose.compose_files import REPO, environment_of, interpolate, read_dotenv
+from tests.compose.compose_merge import merge
+from tests.kafka_helpers import Service, Topics
+
+pytestmark = pytest.mark.integration
+
+USERS = ("admin", "generator", "detector")
+# A refusal must end the service within this many seconds (no retry loop).
+FAIL_FAST_SECONDS = 20
+
+
+@dataclass
+class SecureBroker:
+    bootstrap: str
+    controller_port: int
+    data_dir: Path
+    secrets: Path
+    topics: Topics
+    startup_output: str
+
+    @property
+    def ca_file(self) -> Path:
+        return self.secrets / "ca.crt"
+
+    @property
+    def outputs(self) -> list[str]:
+        return [self.topics.legit, self.topics.fraud, self.topics.invalid]
+
+    def password(self, user: str) -> str:
+        return (self.secrets / f"{user}.password").read_text()
+
+    def passwords(self) -> list[str]:
+        return [self.password(user) for user in (*USERS, "broker")]
+
+    def service_env(self, user: str, **extra: str) -> dict[str, str]:
+        """A service's environment, as scripts/run-local.sh SECURE=1 gives it."""
+        return {
+            **self.topics.env(self.bootstrap),
+            "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "KAFKA_SSL_CA_FILE": str(self.ca_file),
+            "KAFKA_SASL_USERNAME": user,
+            "KAFKA_SASL_PASSWORD_FILE": str(self.secrets / f"{user}.password"),
+            **extra,
+        }
+
+    def client(self, user: str, **extra: Any) -> dict[str, Any]:
+        """kafka-python options for a test's own client logged in as `user`."""
+        return {
+            "bootstrap_servers": self.bootstrap,
+            "security_protocol": "SASL_SSL",
+            "sasl_mechanism": "SCRAM-SHA-512",
+            "sasl_plain_username": user,
+            "sasl_plain_password": self.password(user),
+            "ssl_cafile": str(self.ca_file),
+            **extra,
+        }
+
+
+def _clean(data_dir: Path) -> None:
+    subprocess.run(
+        [str(BROKER_SCRIPT), "clean", "--data-dir", str(data_dir)],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBroker]:
+    for tool in ("java", "openssl"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"the secure jar broker needs {tool} on PATH")
+    root = tmp_path_factory.mktemp("secure-broker")
+    data_dir, secrets = root / "data", root / "secrets"
+    port = free_port()
+    controller_port = free_port()
+    while controller_port == port:
+        controller_port = free_port()
+    topics = Topics.fresh()
+    env = {
+        **os.environ,
+        "TRANSACTIONS_TOPIC": topics.input,
+        "LEGIT_TOPIC": topics.legit,
+        "FRAUD_TOPIC": topics.fraud,
+        "DEAD_LETTER_TOPIC": topics.invalid,
+        "CONSUMER_GROUP": topics.group,
+    }
+    command = [
+        str(BROKER_SCRIPT),
+        "up",
+        "--secure",
+        "--port",
+        str(port),
+        "--controller-port",
+        str(controller_port),
+        "--data-dir",
+        str(data_dir),
+        "--secrets-dir",
+        str(secrets),
+    ]
+    try:
+        done = subprocess.run(
+            command, env=env, capture_output=True, text=True, timeout=300, check=False
+        )
+    except subprocess.TimeoutExpired:
+        _clean(data_dir)
+        pytest.fail("kafka/broker.sh up --secure did not finish within 300s")
+    if done.returncode != 0:
+        _clean(data_dir)
+        pytest.fail(f"kafka/broker.sh up --secure failed:\n{done.stdout}\n{done.stderr}")
+    try:
+        yield SecureBroker(
+            bootstrap=f"127.0.0.1:{port}",
+            controller_port=controller_port,
+            data_dir=data_dir,
+            secrets=secrets,
+            topics=topics,
+            startup_output=done.stdout + done.stderr,
+        )
+    finally:
+        _clean(data_dir)
+
+
+# Records a test writes into the output topics as admin (to show another user cannot read them);
+# the pipeline test leaves them out.
+PROBE_KEY = b"acl-probe"
+
+
+def consume_as(
+    options: dict[str, Any], topics: list[str], expected: int, timeout: float, settle: float = 0.0
+) -> list[Any]:
+    """Read committed records from the beginning until `expected` arrived (then `settle` more).
+
+    Records keyed PROBE_KEY are not counted and not returned."""
+    consumer = KafkaConsumer(
+        *topics,
+        **options,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+    )
+    records: list[Any] = []
+    deadline = time.monotonic() + timeout
+    settle_until: float | None = None
+    try:
+        while time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=200).values():
+                records.extend(r for r in batch if r.key != PROBE_KEY)
+            if len(records) >= expected:
+                settle_until = settle_until or time.monotonic() + settle
+                if time.monotonic() >= settle_until:
+                    break
+    finally:
+        consumer.close()
+    return records
+
+
+def run_to_exit(name: str, env: dict[str, str], tmp_path: Path) -> tuple[int, str, float]:
+    """Run a service that is expected to stop by itself: (exit code, output, seconds taken)."""
+    started = time.monotonic()
+    service = Service.module(name, env, tmp_path)
+    try:
+        code = service.wait(timeout=FAIL_FAST_SECONDS + 40)
+    except subprocess.TimeoutExpired:
+        service.kill()
+        pytest.fail(f"{name} kept running instead of failing fast:\n{service.output()}")
+    return code, service.output(), time.monotonic() - started
+
+
+# Tries a bare kafka-python admin client in a process of its own: a refused KafkaAdminClient
+# leaves its I/O thread and sockets behind, which must not leak into this test process.
+_CONNECT_SCRIPT = """
+import json, os, sys
+from kafka import KafkaAdminClient
+try:
+    KafkaAdminClient(**json.loads(os.environ["CLIENT_OPTIONS"])).close()
+except Exception as exc:
+    print(type(exc).__name__)
+    os._exit(0)
+print("connected")
+os._exit(0)
+"""
+
+
+def bare_client_outcome(options: dict[str, Any]) -> str:
+    """'connected', or the name of the exception kafka-python raised."""
+    done = subprocess.run(
+        [sys.executable, "-c", _CONNECT_SCRIPT],
+        env={**os.environ, "CLIENT_OPTIONS": json.dumps(options)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def error_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if " ERROR " in line]
+
+
+def assert_refused(code: int, output: str, seconds: float, expected: str) -> None:
+    """Exit 1, fast, no traceback, and the service's own ERROR line says what is wrong."""
+    assert code == 1, output
+    assert seconds < FAIL_FAST_SECONDS, f"took {seconds:.1f}s:\n{output}"
+    assert "Traceback" not in output, output
+    own = [line for line in error_lines(output) if " kafka." not in line]
+    assert len(own) == 1, output
+    assert own[0].endswith(expected), own[0]
+
+
+def assert_no_secret(broker: SecureBroker, *outputs: str) -> None:
+    for output in outputs:
+        for secret in broker.passwords():
+            assert secret not in output, "a password appears in a log"
+
+
+def make_other_ca(directory: Path) -> Path:
+    """A CA that did not sign the broker's certificate."""
+    ca = directory / "other-ca.crt"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=some other CA",
+            "-keyout",
+            str(directory / "other-ca.key"),
+            "-out",
+            str(ca),
+        ],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )
+    return ca
+
+
+# --------------------------------------------------------------------------- the broker itself
+
+
+def test_secure_broker_prints_where_the_secrets_are_and_never_a_password(
+    secure_broker: SecureBroker,
+) -> None:
+    output = secure_broker.startup_output
+    assert str(secure_broker.ca_file) in output
+    assert "admin.properties" in output
+    assert_no_secret(secure_broker, output)
+    assert (secure_broker.secrets.stat().st_mode & 0o777) == 0o700
+    for path in secure_broker.secrets.iterdir():
+        assert (path.stat().st_mode & 0o077) == 0, f"{path.name} is readable by others"
+    properties = secure_broker.data_dir / "server.properties"
+    assert (properties.stat().st_mode & 0o077) == 0, "server.properties holds passwords"
+
+
+# --------------------------------------------------------------------------- the pipeline
+
+
+def test_secure_pipeline_routes_exactly_once(secure_broker: SecureBroker, tmp_path: Path) -> None:
+    """Generator (SCRAM-SHA-256) and detector (SCRAM-SHA-512, exactly_once) through TLS and ACLs;
+    both at DEBUG, and no password in what they print."""
+    broker, count, seed = secure_broker, 2000, 31
+    generator = Service.module(
+        "generator",
+        broker.service_env(
+            "generator",
+            KAFKA_SASL_MECHANISM="SCRAM-SHA-256",
+            TRANSACTIONS_COUNT=str(count),
+            TRANSACTIONS_PER_SECOND="4000",
+            RANDOM_SEED=str(seed),
+            LOG_LEVEL="DEBUG",
+        ),
+        tmp_path,
+    )
+    assert generator.wait(timeout=120) == 0, generator.output()
+
+    detector = Service.module(
+        "detector",
+        broker.service_env("detector", PROCESSING_GUARANTEE="exactly_once", LOG_LEVEL="DEBUG"),
+        tmp_path,
+    )
+    admin_client = broker.client("admin")
+    records = consume_as(admin_client, broker.outputs, expected=count, timeout=120, settle=2.0)
+    assert detector.running(), detector.output()
+    assert detector.stop() == 0, detector.output()
+
+    factory = TransactionFactory(seed)
+    sent = {tx.id: tx.amount for tx in (factory.next() for _ in range(count))}
+    by_topic: dict[str, dict[str, Decimal]] = {topic: {} for topic in broker.outputs}
+    for record in records:
+        value = json.loads(record.value, parse_float=Decimal)
+        assert value["id"] not in by_topic[record.topic], "a duplicate in the output"
+        by_topic[record.topic][value["id"]] = value["amount"]
+    assert by_topic[broker.topics.invalid] == {}
+    assert by_topic[broker.topics.fraud] == {i: a for i, a in sent.items() if a > 900}
+    assert by_topic[broker.topics.legit] == {i: a for i, a in sent.items() if a <= 900}
+    assert 0 < len(by_topic[broker.topics.fraud]) < count
+
+    with KafkaAdminClient(**admin_client) as admin:
+        offsets = admin.list_group_offsets(broker.topics.group)[broker.topics.group]
+    assert sum(meta.offset for meta in offsets.values()) == count
+    assert_no_secret(broker, generator.output(), detector.output())
+
+
+# --------------------------------------------------------------------------- who gets in
+
+
+@pytest.mark.parametrize(
+    ("protocol", "expected"),
+    [
+        ("PLAINTEXT", "expects TLS but KAFKA_SECURITY_PROTOCOL=PLAINTEXT: set "),
+        ("SSL", "requires a SASL login (or is no client listener): KAFKA_SECURITY_PROTOCOL=SSL"),
+    ],
+)
+def test_anonymous_client_is_refused(
+    secure_broker: SecureBroker, tmp_path: Path, protocol: str, expected: str
+) -> None:
+    options: dict[str, Any] = {
+        "bootstrap_servers": secure_broker.bootstrap,
+        "security_protocol": protocol,
+        "bootstrap_timeout_ms": 3000,
+        "request_timeout_ms": 3000,
+    }
+    if protocol == "SSL":
+        options["ssl_cafile"] = str(secure_broker.ca_file)
+    assert bare_client_outcome(options) == "KafkaTimeoutError"  # it cannot even bootstrap
+
+    env = {**secure_broker.topics.env(secure_broker.bootstrap), "BROKER_WAIT_SECONDS": "8"}
+    env["KAFKA_SECURITY_PROTOCOL"] = protocol
+    if protocol == "SSL":
+        env["KAFKA_SSL_CA_FILE"] = str(secure_broker.ca_file)
+    code, output, seconds = run_to_exit("generator", env, tmp_path)
+    assert code == 1, output
+    assert seconds < FAIL_FAST_SECONDS, output
+    assert "Traceback" not in output
+    assert [line for line in error_lines(output) if expected in line], output
+
+
+@pytest.mark.parametrize("service", ["generator", "detector"])
+def test_wrong_password_fails_fast_with_one_clear_line(
+    secure_broker: SecureBroker, tmp_path: Path, service: str
+) -> None:
+    wrong = f"wrong-{uuid.uuid4().hex}"
+    env = secure_broker.service_env(service, LOG_LEVEL="DEBUG", BROKER_WAIT_SECONDS="60")
+    del env["KAFKA_SASL_PASSWORD_FILE"]
+    env["KAFKA_SASL_PASSWORD"] = wrong
+    code, output, seconds = run_to_exit(service, env, tmp_path)
+    assert_refused(
+        code,
+        output,
+        seconds,
+        f"authentication failed for user '{service}' (SCRAM-SHA-512): wrong username or password",
+    )
+    assert wrong not in output
+    assert_no_secret(secure_broker, output)
+
+
+def test_client_that_does_not_trust_the_ca_is_refused(
+    secure_broker: SecureBroker, tmp_path: Path
+) -> None:
+    other_ca = make_other_ca(tmp_path)
+    options = secure_broker.client(
+        "generator", ssl_cafile=str(other_ca), bootstrap_timeout_ms=3000, request_timeout_ms=3000
+    )
+    assert bare_client_outcome(options) == "KafkaTimeoutError"  # it cannot even bootstrap
+
+    env = secure_broker.service_env("generator", KAFKA_SSL_CA_FILE=str(other_ca))
+    code, output, seconds = run_to_exit("generator", env, tmp_path)
+    assert_refused(
+        code,
+        output,
+        seconds,
+        f"TLS handshake with {secure_broker.bootstrap} failed: the broker's certificate is not "
+        f"signed by KAFKA_SSL_CA_FILE ({other_ca})",
+    )
+
+
+def test_listener_that_wants_a_client_certificate_is_named(
+    secure_broker: SecureBroker, tmp_path: Path
+) -> None:
+    """The controller listener is mutual TLS: a client without a certificate is told so."""
+    env = {
+        **secure_broker.topics.env(f"127.0.0.1:{secure_broker.controller_port}"),
+        "KAFKA_SECURITY_PROTOCOL": "SSL",
+        "KAFKA_SSL_CA_FILE": str(secure_broker.ca_file),
+    }
+    code, output, seconds = run_to_exit("generator", env, tmp_path)
+    assert code == 1, output
+    assert seconds < FAIL_FAST_SECONDS, output
+    assert [line for line in error_lines(output) if "requires a client certificate" in line]
+
+
+# --------------------------------------------------------------------------- what each may do
+
+
+def test_generator_cannot_read_or_write_the_outputs(
+    secure_broker: SecureBroker, tmp_path: Path
+) -> None:
+    broker = secure_broker
+    producer = KafkaProducer(**broker.client("generator"), acks="all", max_block_ms=10_000)
+    try:
+        for topic in broker.outputs:
+            with pytest.raises(TopicAuthorizationFailedError):
+                producer.send(topic, b"{}").get(timeout=30)
+    finally:
+        producer.close(timeout=5)
+
+    # Reading: the admin puts a record in partition 0 of each output; the generator gets nothing
+    # back (kafka-python does not raise on a refused fetch), and may not even see the topics.
+    admin_producer = KafkaProducer(**broker.client("admin"), acks="all")
+    try:
+        for topic in broker.outputs:
+            admin_producer.send(topic, b"{}", key=PROBE_KEY, partition=0).get(timeout=30)
+    finally:
+        admin_producer.close(timeout=5)
+    partitions = [TopicPartition(topic, 0) for topic in broker.outputs]
+    consumer = KafkaConsumer(**broker.client("generator"), group_id=None, request_timeout_ms=5000)
+    try:
+        assert not set(broker.outputs) & consumer.topics(), "the outputs are visible"
+        consumer.assign(partitions)
+        for partition in partitions:
+            consumer.seek(partition, 0)
+        deadline = time.monotonic() + 4
+        while time.monotonic() < deadline:
+            assert not consumer.poll(timeout_ms=500), "the generator read an output topic"
+    finally:
+        consumer.close()
+    with KafkaAdminClient(**broker.client("generator")) as generator_admin:
+        described = generator_admin.describe_topics(broker.outputs)
+    assert {t["name"]: t["error_code"] for t in described} == dict.fromkeys(
+        broker.outputs, TopicAuthorizationFailedError.errno
+    )
+
+    # As a service: a topic it may not see or create is one clear line, not a retry loop.
+    env = broker.service_env("generator", TRANSACTIONS_TOPIC=broker.topics.fraud)
+    code, output, seconds = run_to_exit("generator", env, tmp_path)
+    assert_refused(
+        code,
+        output,
+        seconds,
+        f"topic {broker.topics.fraud} is missing (or user 'generator' may not see it) and "
+        "user 'generator' is not authorized to create it: have an admin create it and grant "
+        "the ACLs",
+    )
+
+
+def test_detector_cannot_write_the_input(secure_broker: SecureBroker, tmp_path: Path) -> None:
+    broker = secure_broker
+    producer = KafkaProducer(**broker.client("detector"), acks="all", max_block_ms=10_000)
+    try:
+        with pytest.raises(TopicAuthorizationFailedError):
+            producer.send(broker.topics.input, b"{}").get(timeout=30)
+    finally:
+        producer.close(timeout=5)
+
+    # The generator run with the detector's credentials stops before sending anything.
+    env = broker.service_env("detector")
+    code, output, seconds = run_to_exit("generator", env, tmp_path)
+    assert_refused(
+        code,
+        output,
+        seconds,
+        f"user 'detector' is not authorized to write topic {broker.topics.input} "
+        "(allowed: describe, read)",
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"CONSUMER_GROUP": "intruders", "TRANSACTIONAL_ID": "{group}-x"}, "group intruders"),
+        ({"TRANSACTIONAL_ID": "intruder-1"}, "transactional id 'intruder-1'"),
+    ],
+    ids=["consumer-group", "transactional-id"],
+)
+def test_detector_outside_its_group_or_transactional_ids_is_refused(
+    secure_broker: SecureBroker, tmp_path: Path, env: dict[str, str], expected: str
+) -> None:
+    extra = {key: value.format(group=secure_broker.topics.group) for key, value in env.items()}
+    code, output, seconds = run_to_exit(
+        "detector", secure_broker.service_env("detector", **extra), tmp_path
+    )
+    assert_refused(code, output, seconds, expected)
+    assert "user 'detector' is not authorized to use" in output
+
+
+# --------------------------------------------------------------------------- the compose variant
+
+# The image's /opt/kafka/bin scripts, played by the project's jars.
+_IMAGE_TOOLS = {
+    "kafka-storage.sh": "kafka.tools.StorageTool",
+    "kafka-server-start.sh": "kafka.Kafka",
+    "kafka-topics.sh": "org.apache.kafka.tools.TopicCommand",
+    "kafka-acls.sh": "org.apache.kafka.tools.AclCommand",
+    "kafka-broker-api-versions.sh": "org.apache.kafka.tools.BrokerApiVersionsCommand",
+}
+
+
+def load_yaml(name: str) -> dict[str, Any]:
+    doc: dict[str, Any] = yaml.safe_load((REPO / name).read_text())
+    return doc
+
+
+class _ComposeHost:
+    """Runs compose services' commands on this machine: /run/secrets, /opt/kafka/bin, /tmp,
+    host names and ports mapped to a temporary directory, local tools and free ports."""
+
+    def __init__(self, root: Path, secrets: dict[str, Path]) -> None:
+        self.root = root
+        self.ports = {9092: free_port(), 29092: free_port(), 9093: free_port()}
+        self.run_secrets = root / "run-secrets"
+        self.run_secrets.mkdir()
+        for name, source in secrets.items():
+            shutil.copy(source, self.run_secrets / name)
+        self.bin = root / "bin"
+        self.bin.mkdir()
+        lib = BROKER_SCRIPT.parent / "lib"
+        for script, main_class in _IMAGE_TOOLS.items():
+            log_config = (
+                "log4j2.properties"
+                if script == "kafka-server-start.sh"
+                else "tools-log4j2.properties"
+            )
+            shim = self.bin / script
+            shim.write_text(
+                "#!/usr/bin/env bash\n"
+                f'exec java -Xmx512m -Dkafka.logs.dir="{root}" '
+                f'-Dlog4j2.configurationFile="{BROKER_SCRIPT.parent / log_config}" '
+                f'-cp "{lib}/*" {main_class} "$@"\n'
+            )
+            shim.chmod(0o755)
+
+    def text(self, value: str) -> str:
+        value = re.sub(r"(?<![\w.-])/tmp/", f"{self.root}/tmp-", value)  # before adding paths
+        value = value.replace("/run/secrets/", f"{self.run_secrets}/")
+        value = value.replace("/opt/kafka/bin/", f"{self.bin}/")
+        value = value.replace("/var/lib/kafka/data", str(self.root / "data"))
+        value = re.sub(r"\bbroker:(?=\d)", "localhost:", value)
+        for port in sorted(self.ports, reverse=True):
+            value = re.sub(rf"(?<=:){port}\b", str(self.ports[port]), value)
+        return value
+
+    def env(self, service: dict[str, Any]) -> dict[str, str]:
+        """The service's environment (unset pass-through variables left out; no metrics port:
+        the services here share one network namespace)."""
+        base = {k: os.environ[k] for k in ("PATH", "HOME", "JAVA_HOME") if k in os.environ}
+        own = {
+            k: self.text(str(v))
+            for k, v in environment_of(service).items()
+            if v is not None and k != "METRICS_PORT"
+        }
+        return base | own
+
+    def command(self, service: dict[str, Any]) -> list[str]:
+        return [self.text(part) for part in service["command"]]
+
+
+@pytest.mark.slow
+def test_compose_secure_commands_work_without_docker(tmp_path: Path) -> None:
+    """The broker and kafka-init commands of docker-compose.kafka.secure.yml (merged onto the
+    base file) run here as the image would run them, then the services log in with the
+    settings of docker-compose.secure.yml and route records: the Docker variant's scripts,
+    properties and ACLs are exercised for real, without a Docker engine."""
+    for tool in ("java", "openssl"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"needs {tool} on PATH")
+    subprocess.run(
+        [str(BROKER_SCRIPT), "secrets", "--secrets-dir", str(tmp_path / "secrets"), "--docker"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    dotenv = read_dotenv()
+    kafka = interpolate(
+        merge(load_yaml("docker-compose.kafka.yml"), load_yaml("docker-compose.kafka.secure.yml")),
+        dotenv,
+    )
+    app = interpolate(
+        merge(load_yaml("docker-compose.yml"), load_yaml("docker-compose.secure.yml")), dotenv
+    )
+    secrets = {
+        name: tmp_path / "secrets" / "docker" / Path(spec["file"]).name
+        for name, spec in {**kafka["secrets"], **app["secrets"]}.items()
+    }
+    host = _ComposeHost(tmp_path, secrets)
+    broker_spec = kafka["services"]["broker"]
+    broker_log = (tmp_path / "broker.log").open("wb")
+    broker = subprocess.Popen(
+        host.command(broker_spec),
+        env=host.env(broker_spec),
+        stdout=broker_log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        health = [host.text(part) for part in broker_spec["healthcheck"]["test"][1:]]
+        deadline = time.monotonic() + 120
+        while True:
+            assert broker.poll() is None, (tmp_path / "broker.log").read_text()[-4000:]
+            probe = subprocess.run(health, capture_output=True, timeout=60, check=False)
+            if probe.returncode == 0:
+                break
+            assert time.monotonic() < deadline, probe.stderr.decode()[-2000:]
+            time.sleep(2)
+
+        init_spec = kafka["services"]["kafka-init"]
+        init = subprocess.run(
+            host.command(init_spec),
+            env=host.env(init_spec),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert init.returncode == 0, init.stdout + init.stderr
+        assert "kafka-init: topics and ACLs ready" in init.stdout
+
+        count = 300
+        generator_spec = app["services"]["generator"]
+        env = host.env(generator_spec) | {"TRANSACTIONS_COUNT": str(count), "RANDOM_SEED": "5"}
+        generator = Service.module("generator", env, tmp_path)
+        assert generator.wait(timeout=120) == 0, generator.output()
+        detector = Service.module("detector", host.env(app["services"]["detector"]), tmp_path)
+        admin = {
+            "bootstrap_servers": f"localhost:{host.ports[9092]}",
+            "security_protocol": "SASL_SSL",
+            "sasl_mechanism": "SCRAM-SHA-512",
+            "sasl_plain_username": "admin",
+            "sasl_plain_password": (tmp_path / "secrets" / "admin.password").read_text(),
+            "ssl_cafile": str(secrets["kafka_ca"]),
+        }
+        topics = [dotenv["LEGIT_TOPIC"], dotenv["FRAUD_TOPIC"], dotenv["DEAD_LETTER_TOPIC"]]
+        records = consume_as(admin, topics, expected=count, timeout=90, settle=1.0)
+        assert detector.stop() == 0, detector.output()
+        assert len(records) == count
+        fraud = [json.loads(r.value, parse_float=Decimal) for r in records if r.topic == topics[1]]
+        assert all(value["amount"] > 900 for value in fraud)
+    finally:
+        os.killpg(broker.pid, signal.SIGTERM)
+        try:
+            broker.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(broker.pid, signal.SIGKILL)
+            broker.wait(timeout=30)
+        broker_log.close()
