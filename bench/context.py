@@ -1,0 +1,47 @@
+"""What every measurement needs: the broker, the sizes, where logs go, unique names."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.config import BenchConfig
+from bench.kafka_ops import run_tag
+from bench.procs import Process, service_env
+
+log = logging.getLogger("bench")
+
+
+@dataclass
+class Context:
+    bootstrap: str
+    config: BenchConfig
+    logs: Path
+    tag: str = field(default_factory=run_tag)
+    _counter: int = 0
+
+    def name(self, kind: str) -> str:
+        """A topic or group name used by nothing else in this run (nor in an earlier one)."""
+        self._counter += 1
+        return f"bench.{self.tag}.{self._counter:02d}.{kind}"
+
+    def service(self, module: str, label: str, env: dict[str, str]) -> Process:
+        """python -m generator|detector with the bench broker and `env`.
+
+        BENCH_DETECTOR_MODULE / BENCH_GENERATOR_MODULE run a variant instead (a module on
+        PYTHONPATH), so that a proposed change can be measured exactly as the service is.
+        """
+        module = os.environ.get(f"BENCH_{module.upper()}_MODULE") or module
+        full = service_env({"KAFKA_BROKER_URL": self.bootstrap, **env})
+        return Process.python_module(module, [], full, self.logs / f"{label}.log")
+
+    def baseline(self, kind: str, label: str, args: list[str]) -> Process:
+        env = service_env({})
+        return Process.python_module(
+            "bench.baselines",
+            [kind, "--bootstrap", self.bootstrap, *args],
+            env,
+            self.logs / f"{label}.log",
+        )

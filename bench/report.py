@@ -1,0 +1,301 @@
+"""The run's results as JSON, a markdown table (also printed) and a PNG chart; targets pass/fail."""
+
+from __future__ import annotations
+
+import json
+import operator
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+BACKLOG_MS = 1000.0
+OPS: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge,
+    "<=": operator.le,
+    "<": operator.lt,
+}
+
+
+def _get(results: dict[str, Any], *path: str) -> Any:
+    node: Any = results
+    for key in path:
+        if not isinstance(node, dict) or node.get(key) is None:
+            return None
+        node = node[key]
+    return node
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None or b == 0 else a / b
+
+
+def _target(
+    check: str, value: float | None, op: str, threshold: float, unit: str
+) -> dict[str, Any]:
+    return {
+        "check": check,
+        "value": value,
+        "op": op,
+        "threshold": threshold,
+        "unit": unit,
+        "pass": None if value is None else OPS[op](value, threshold),
+    }
+
+
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issue's targets, each with the measured value and whether it is met (None: not run)."""
+    pipe = _get(results, "baselines", "raw_pipe", "rate")
+    naive = _get(results, "baselines", "naive", "rate")
+    alo = _get(results, "detector", "at_least_once", "rate")
+    eos = _get(results, "detector", "exactly_once", "rate")
+    out = [
+        _target("detector at_least_once / raw pipe", _ratio(alo, pipe), ">=", 0.9, "x"),
+        _target("detector exactly_once / raw pipe", _ratio(eos, pipe), ">=", 0.75, "x"),
+        _target("detector at_least_once / naive detector", _ratio(alo, naive), ">=", 3, "x"),
+        _target("detector exactly_once / naive detector", _ratio(eos, naive), ">=", 3, "x"),
+    ]
+    for paced in _get(results, "generator", "paced") or []:
+        out.append(
+            _target(
+                f"generator at {paced['target_rate']:,.0f}/s: achieved rate off target by",
+                abs(paced["error_percent"]),
+                "<=",
+                1.0,
+                "%",
+            )
+        )
+    out.append(
+        _target(
+            "generator unthrottled / raw producer",
+            _ratio(
+                _get(results, "generator", "unthrottled", "rate"),
+                _get(results, "generator", "raw_producer", "rate"),
+            ),
+            ">=",
+            0.9,
+            "x",
+        )
+    )
+    for guarantee, limit in (("at_least_once", 50.0), ("exactly_once", 250.0)):
+        out.append(
+            _target(
+                f"p99 latency at 1,000/s, {guarantee}",
+                _get(results, "latency", guarantee, "1000", "latency_ms", "p99"),
+                "<=",
+                limit,
+                "ms",
+            )
+        )
+    peak_rss = _get(results, "memory", "detector_peak_rss_mb")
+    out.append(_target("detector peak RSS (VmHWM)", peak_rss, "<", 150, "MiB"))
+    return out
+
+
+# --------------------------------------------------------------------------- markdown
+
+
+def _num(value: float | None, unit: str = "", digits: int | None = None) -> str:
+    if value is None:
+        return "n/a"
+    if digits is None:
+        digits = 0 if abs(value) >= 100 else 2
+    text = f"{value:,.{digits}f}"
+    if unit == "x":
+        return f"{text}x"
+    return f"{text} {unit}".strip()
+
+
+def _verdict(passed: bool | None) -> str:
+    return "n/a" if passed is None else ("PASS" if passed else "FAIL")
+
+
+def markdown(results: dict[str, Any]) -> str:
+    meta = results["meta"]
+    machine = meta["machine"]
+    lines = [
+        f"## Benchmark ({meta['mode']} run, {meta['started_at']}, "
+        f"{meta['duration_seconds']:.0f} s)",
+        "",
+        f"`{meta['command']}` on {machine['nproc']} CPUs ({machine['cpu_model']}), "
+        f"{machine['memory_gib']} GiB RAM, Python {machine['python']}, {machine['java']}, "
+        f"Kafka {machine['kafka']}, kafka-python {machine['kafka_python']}; load average "
+        f"{meta['load_average_start']} at start, {meta['load_average_end']} at end.",
+        "",
+        "### Targets",
+        "",
+        "| check | measured | target | result |",
+        "|---|---:|---:|:---:|",
+    ]
+    for t in results["targets"]:
+        digits = 2 if t["unit"] in ("x", "%") else 1
+        lines.append(
+            f"| {t['check']} | {_num(t['value'], t['unit'], digits)} "
+            f"| {t['op']} {_num(t['threshold'], t['unit'], digits)} | {_verdict(t['pass'])} |"
+        )
+    lines += ["", "### Throughput", "", "| what | records/s | CPU per record | notes |"]
+    lines.append("|---|---:|---:|---|")
+    for label, path, note in THROUGHPUT_ROWS:
+        row = _get(results, *path)
+        if row is None:
+            continue
+        cpu = row.get("cpu_us_per_record")
+        lines.append(
+            f"| {label} | {_num(row.get('rate'))} | "
+            f"{'' if cpu is None else _num(cpu, 'us', 1)} | {note(row)} |"
+        )
+    pipe_cpu = _get(results, "baselines", "raw_pipe", "cpu_us_per_record")
+    if pipe_cpu:
+        shares = []
+        for label, path in (
+            ("at_least_once", ("detector", "at_least_once")),
+            ("exactly_once", ("detector", "exactly_once")),
+            ("naive", ("baselines", "naive")),
+        ):
+            cpu = _get(results, *path, "cpu_us_per_record")
+            if cpu is not None:
+                shares.append(f"{label} {cpu / pipe_cpu:.2f}x")
+        lines += [
+            "",
+            "CPU time per record relative to the raw pipe (less sensitive to other load on the "
+            "machine than records/s): " + ", ".join(shares) + ".",
+        ]
+    paced = _get(results, "generator", "paced") or []
+    if paced:
+        lines += ["", "### Generator pacing", "", "| target/s | achieved/s | error | records |"]
+        lines.append("|---:|---:|---:|---:|")
+        for p in paced:
+            lines.append(
+                f"| {p['target_rate']:,.0f} | {p['achieved_rate']:,.2f} | "
+                f"{p['error_percent']:+.3f}% | {p['records']:,} |"
+            )
+    latency = results.get("latency") or {}
+    if latency:
+        lines += ["", "### End-to-end latency (generator send to read_committed reader)", ""]
+        lines.append("| guarantee | rate/s | p50 ms | p95 ms | p99 ms | max ms | records | note |")
+        lines.append("|---|---:|---:|---:|---:|---:|---:|---|")
+        for guarantee, by_rate in latency.items():
+            for rate, run in by_rate.items():
+                s = run["latency_ms"]
+                # Latency that keeps growing over the run is a backlog, not a processing delay.
+                remark = "backlog: the detector fell behind" if s["p50"] > BACKLOG_MS else ""
+                lines.append(
+                    f"| {guarantee} | {int(rate):,} | {s['p50']:.1f} | {s['p95']:.1f} | "
+                    f"{s['p99']:.1f} | {s['max']:.1f} | {s['count']:,} | {remark} |"
+                )
+    memory = results.get("memory") or {}
+    if memory:
+        lines += ["", "### Memory (detector VmHWM)", ""]
+        lines += [f"- {name}: {_num(mb, 'MiB', 1)}" for name, mb in memory["by_run"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def _runs(row: dict[str, Any]) -> str:
+    runs = row.get("runs") or []
+    text = f"best of {len(runs)}: " + ", ".join(f"{r:,.0f}" for r in runs) if len(runs) > 1 else ""
+    rss = row.get("peak_rss_mb")
+    return f"{text}{'; ' if text and rss else ''}{f'peak RSS {rss:.0f} MiB' if rss else ''}"
+
+
+THROUGHPUT_ROWS: list[tuple[str, tuple[str, ...], Callable[[dict[str, Any]], str]]] = [
+    ("detector, at_least_once", ("detector", "at_least_once"), _runs),
+    ("detector, exactly_once", ("detector", "exactly_once"), _runs),
+    ("raw pipe (kafka-python, no parsing)", ("baselines", "raw_pipe"), _runs),
+    ("naive detector (tutorial style)", ("baselines", "naive"), _runs),
+    (
+        "generator, unthrottled",
+        ("generator", "unthrottled"),
+        lambda r: "TRANSACTIONS_PER_SECOND=1e9",
+    ),
+    (
+        "raw kafka-python producer",
+        ("generator", "raw_producer"),
+        lambda r: "generator's make_producer, records encoded up front",
+    ),
+    (
+        "Kafka ProducerPerformance (Java)",
+        ("baselines", "producer_performance"),
+        lambda r: "acks=all, idempotent, linger.ms=5, batch.size=64 KiB, same payloads",
+    ),
+    (
+        "Kafka ConsumerPerformance (Java)",
+        ("baselines", "consumer_performance"),
+        lambda r: "fetch rate, group join excluded",
+    ),
+]
+
+
+# --------------------------------------------------------------------------- chart
+
+
+def chart(results: dict[str, Any], path: Path) -> None:
+    import matplotlib  # noqa: PLC0415  (only the report needs it; Agg: no display)
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    fig, (ax_tp, ax_lat, ax_gen) = plt.subplots(
+        1, 3, figsize=(17, 5.5), gridspec_kw={"width_ratios": [1.5, 1.2, 0.8]}
+    )
+    meta = results["meta"]
+    fig.suptitle(
+        f"fraud detection stack, {meta['mode']} bench, {meta['machine']['nproc']} CPUs, "
+        f"{meta['started_at']}"
+    )
+
+    labels, rates = [], []
+    for label, path_, _ in THROUGHPUT_ROWS:
+        rate = _get(results, *path_, "rate")
+        if rate is not None:
+            labels.append(label)
+            rates.append(rate)
+    colors = ["tab:blue" if label.startswith("detector") else "tab:gray" for label in labels]
+    bars = ax_tp.barh(labels, rates, color=colors)
+    ax_tp.set_xscale("log")
+    ax_tp.invert_yaxis()
+    ax_tp.set_xlabel("records per second (log scale)")
+    ax_tp.set_title("throughput")
+    ax_tp.bar_label(bars, labels=[f"{r:,.0f}" for r in rates], padding=3, fontsize=8)
+    ax_tp.set_xlim(right=max(rates, default=1) * 8)
+
+    latency = results.get("latency") or {}
+    groups = [(g, r) for g, by_rate in latency.items() for r in by_rate]
+    width = 0.25
+    for i, pct in enumerate(("p50", "p95", "p99")):
+        values = [latency[g][r]["latency_ms"][pct] for g, r in groups]
+        xs = [j + (i - 1) * width for j in range(len(groups))]
+        ax_lat.bar(xs, values, width, label=pct)
+    ax_lat.set_xticks(range(len(groups)))
+    ax_lat.set_xticklabels([f"{g}\n{int(r):,}/s" for g, r in groups], fontsize=8)
+    ax_lat.set_ylabel("ms")
+    ax_lat.set_yscale("log")
+    ax_lat.axhline(50, color="tab:green", linestyle="--", linewidth=1, label="50 ms")
+    ax_lat.axhline(250, color="tab:red", linestyle="--", linewidth=1, label="250 ms")
+    ax_lat.set_title("end-to-end latency")
+    ax_lat.legend(fontsize=8)
+
+    paced = _get(results, "generator", "paced") or []
+    ratios = [p["ratio"] for p in paced]
+    bars = ax_gen.bar([f"{p['target_rate']:,.0f}/s" for p in paced], ratios, color="tab:blue")
+    ax_gen.bar_label(bars, labels=[f"{r:.3f}" for r in ratios], padding=2, fontsize=8)
+    ax_gen.axhspan(0.99, 1.01, color="tab:green", alpha=0.2, label="within 1%")
+    ax_gen.set_ylim(min([0.95, *ratios]) - 0.02, max([1.03, *ratios]) + 0.02)
+    ax_gen.set_ylabel("achieved / target")
+    ax_gen.set_title("generator pacing")
+    ax_gen.legend(fontsize=8)
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write(results: dict[str, Any], out_dir: Path, stem: str) -> dict[str, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "json": out_dir / f"{stem}.json",
+        "markdown": out_dir / f"{stem}.md",
+        "chart": out_dir / f"{stem}.png",
+    }
+    paths["json"].write_text(json.dumps(results, indent=2) + "\n")
+    paths["markdown"].write_text(markdown(results))
+    chart(results, paths["chart"])
+    return paths

@@ -1,0 +1,166 @@
+"""`python -m bench [--quick]`: the whole benchmark in one command, on a broker of its own."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import signal
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from bench import detector_bench, generator_bench, latency, machine, report
+from bench.baselines import consumer_performance, producer_performance
+from bench.broker import REPO_ROOT, LocalBroker
+from bench.config import BenchConfig
+from bench.context import Context, log
+from bench.kafka_ops import create_topics, encoded_transactions
+from bench.procs import stop_all
+
+SECTIONS = ("generator", "detector", "kafka_tools", "latency")
+DEFAULT_OUT = REPO_ROOT / "bench" / "results"
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument(
+        "--quick",
+        action="store_const",
+        const=True,
+        default=None,
+        help="the short run (under ~2 minutes); also BENCH_QUICK=1",
+    )
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=None,
+        help="multiply record counts and durations (BENCH_SCALE); for tests of the bench itself",
+    )
+    parser.add_argument("--out", type=Path, default=None, help=f"default {DEFAULT_OUT}")
+    parser.add_argument(
+        "--bootstrap",
+        default=None,
+        help="use this running broker instead of starting one (its topics are left behind)",
+    )
+    parser.add_argument(
+        "--only",
+        default=",".join(SECTIONS),
+        help=f"comma-separated subset of {','.join(SECTIONS)}",
+    )
+    return parser.parse_args(argv)
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM unwinds like Ctrl-C, so every child process and the broker are stopped."""
+
+    def handle(signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, handle)
+
+
+def measure(ctx: Context, sections: set[str]) -> dict[str, Any]:
+    cfg = ctx.config
+    results: dict[str, Any] = {}
+    input_topic = ctx.name("input")
+    # The raw producer's run preloads the input that the detector and the baselines read.
+    raw = generator_bench.raw_producer(ctx, input_topic)
+    if "generator" in sections:
+        results["generator"] = {
+            "raw_producer": raw,
+            "unthrottled": generator_bench.unthrottled(ctx),
+            "paced": generator_bench.paced_rates(ctx),
+        }
+    if "detector" in sections:
+        consumers = detector_bench.consumers(ctx, input_topic)
+        results["detector"] = {g: consumers[g] for g in detector_bench.GUARANTEES}
+        results["baselines"] = {"raw_pipe": consumers["raw_pipe"], "naive": consumers["naive"]}
+    if "kafka_tools" in sections:
+        payloads = ctx.logs / "payloads.txt"
+        payloads.write_bytes(b"\n".join(v for _, v in encoded_transactions(1000, cfg.seed)) + b"\n")
+        perf_topic = ctx.name("producer-performance")
+        create_topics(ctx.bootstrap, [perf_topic], cfg.partitions)
+        baselines = results.setdefault("baselines", {})
+        baselines["producer_performance"] = producer_performance(
+            ctx.bootstrap, perf_topic, cfg.perf_records, payloads
+        )
+        log.info("ProducerPerformance: %.0f records/s", baselines["producer_performance"]["rate"])
+        baselines["consumer_performance"] = consumer_performance(
+            ctx.bootstrap, perf_topic, cfg.perf_records
+        )
+        log.info("ConsumerPerformance: %.0f records/s", baselines["consumer_performance"]["rate"])
+    if "latency" in sections:
+        results["latency"] = latency.all_runs(ctx, detector_bench.GUARANTEES)
+    by_run = {
+        f"throughput, {g}": results["detector"][g]["peak_rss_mb"]
+        for g in detector_bench.GUARANTEES
+        if "detector" in results
+    }
+    for guarantee, by_rate in (results.get("latency") or {}).items():
+        for rate, run in by_rate.items():
+            by_run[f"latency, {guarantee}, {int(rate):,}/s"] = run["peak_rss_mb"]
+    measured = [mb for mb in by_run.values() if mb is not None]
+    if measured:
+        results["memory"] = {"detector_peak_rss_mb": max(measured), "by_run": by_run}
+    return results
+
+
+def _measure(ctx: Context, sections: set[str]) -> dict[str, Any]:
+    try:
+        return measure(ctx, sections)
+    finally:
+        stop_all()  # before the broker goes: children still running after an error or Ctrl-C
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s bench: %(message)s", stream=sys.stderr
+    )
+    logging.getLogger("kafka").setLevel(logging.ERROR)
+    config = BenchConfig.from_env(args.quick, args.scale)
+    sections = {s.strip() for s in args.only.split(",") if s.strip()}
+    if unknown := sections - set(SECTIONS):
+        print(f"bench: unknown section(s) {sorted(unknown)}; use {SECTIONS}", file=sys.stderr)
+        return 2
+    out_dir = (args.out or DEFAULT_OUT).resolve()
+    logs = out_dir / f"logs-{config.mode}"
+    logs.mkdir(parents=True, exist_ok=True)
+    for old in logs.glob("*.log"):
+        old.unlink()
+    _stop_on_sigterm()
+    started = time.monotonic()
+    meta: dict[str, Any] = {
+        "mode": config.mode,
+        "command": shlex.join(["python", "-m", "bench", *(sys.argv[1:] if argv is None else argv)]),
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "config": config.as_dict(),
+        "sections": sorted(sections),
+        "machine": machine.describe(),
+        "load_average_start": machine.load_average(),
+    }
+    log.info("%s run: %s", config.mode, config.as_dict())
+    try:
+        if args.bootstrap:
+            results = _measure(Context(args.bootstrap, config, logs), sections)
+        else:
+            with LocalBroker(log=logs / "broker.log") as broker:
+                log.info("broker up at %s (data dir %s)", broker.bootstrap, broker.data_dir)
+                results = _measure(Context(broker.bootstrap, config, logs), sections)
+            log.info("broker stopped, data dir removed")
+    except KeyboardInterrupt:
+        log.error("interrupted; the broker and every child process were stopped")
+        return 130
+    meta["load_average_end"] = machine.load_average()
+    meta["duration_seconds"] = round(time.monotonic() - started, 1)
+    results = {"meta": meta, **results}
+    results["targets"] = report.targets(results)
+    paths = report.write(results, out_dir, f"bench-{config.mode}")
+    print(report.markdown(results))
+    for kind, path in paths.items():
+        print(f"{kind}: {path}")
+    return 0

@@ -1,0 +1,96 @@
+"""`make bench QUICK=1`, shrunk further: the bench runs end to end and its output is complete.
+
+The bench starts a jar broker of its own, so this needs Java; it checks that every section was
+measured and written (JSON, markdown table, PNG), never how fast anything was.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.kafka_helpers import REPO_ROOT
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+GUARANTEES = ("at_least_once", "exactly_once")
+
+
+def _number(results: dict[str, Any], *path: str) -> float:
+    node: Any = results
+    for key in path:
+        assert isinstance(node, dict), f"{'.'.join(path)}: {key} is not under a mapping"
+        assert key in node, f"missing {'.'.join(path)}"
+        node = node[key]
+    assert isinstance(node, int | float), f"{'.'.join(path)} = {node!r} is not a number"
+    assert not isinstance(node, bool)
+    assert math.isfinite(node), f"{'.'.join(path)} = {node!r}"
+    return float(node)
+
+
+@pytest.mark.timeout(600)
+def test_quick_bench_writes_every_section(tmp_path: Path) -> None:
+    if shutil.which("java") is None:
+        pytest.skip("the bench starts its own jar broker, which needs Java")
+    temp = tmp_path / "tmp"  # the bench's broker data dir goes here and must be gone after
+    temp.mkdir()
+    out = tmp_path / "results"
+    env = {**os.environ, "BENCH_QUICK": "1", "BENCH_SCALE": "0.2", "TMPDIR": str(temp)}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--out", str(out)],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=540,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+
+    results = json.loads((out / "bench-quick.json").read_text())
+    assert results["meta"]["mode"] == "quick"
+    for field in ("nproc", "memory_gib"):
+        _number(results, "meta", "machine", field)
+    for field in ("cpu_model", "python", "java", "kafka"):
+        assert results["meta"]["machine"][field]
+
+    paced = results["generator"]["paced"]
+    assert [p["target_rate"] for p in paced] == [100, 1000, 10_000]
+    for i in range(len(paced)):
+        assert _number({"p": paced[i]}, "p", "achieved_rate") > 0
+    for name in ("unthrottled", "raw_producer"):
+        assert _number(results, "generator", name, "rate") > 0
+    for guarantee in GUARANTEES:
+        assert _number(results, "detector", guarantee, "rate") > 0
+        assert _number(results, "detector", guarantee, "peak_rss_mb") > 0
+        for rate in ("1000", "5000"):
+            for pct in ("p50", "p95", "p99"):
+                _number(results, "latency", guarantee, rate, "latency_ms", pct)
+    for name in ("raw_pipe", "naive", "producer_performance", "consumer_performance"):
+        assert _number(results, "baselines", name, "rate") > 0
+    assert _number(results, "memory", "detector_peak_rss_mb") > 0
+    targets = results["targets"]
+    assert len(targets) == 11
+    for target in targets:
+        _number(target, "value")
+        assert isinstance(target["pass"], bool), target
+
+    table = (out / "bench-quick.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith("|")]
+    for target in targets:
+        assert any(target["check"] in row and ("PASS" in row or "FAIL" in row) for row in rows)
+    assert any(row.startswith("| detector, exactly_once |") for row in rows)
+    assert any(row.startswith("| exactly_once | 5,000 |") for row in rows)
+    assert "### Targets" in done.stdout  # the table is printed too
+
+    assert (out / "bench-quick.png").read_bytes()[:8] == PNG_MAGIC
+    assert not list(temp.glob("fraud-bench-*")), "the bench's broker data dir was left behind"
