@@ -11,9 +11,13 @@ LEGIT_TOPIC ?= streaming.transactions.legit
 FRAUD_TOPIC ?= streaming.transactions.fraud
 DEAD_LETTER_TOPIC ?= streaming.transactions.invalid
 PYTEST_ARGS ?=
+# SECURE=1: the local broker with TLS, SCRAM users and ACLs (kafka/broker.sh up --secure), and
+# the services logging in with their own credentials (docs/security-readme-section.md).
+SECURE ?=
+SECURE_FLAG := $(if $(filter 1 yes true,$(SECURE)),--secure)
 
 .PHONY: help install jars kafka-up kafka-down kafka-clean consume consume-legit consume-fraud \
-	consume-invalid run test test-unit lint typecheck clean
+	consume-invalid run watch bench test test-unit lint typecheck clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -29,14 +33,18 @@ install: $(VENV)/.installed ## create .venv with the pinned packages
 jars: ## fetch the Kafka jars from Maven Central (once)
 	@$(BROKER) jars
 
-kafka-up: jars ## start the local broker on localhost:9092 (no-op if it runs)
-	@$(BROKER) up
+kafka-up: jars ## start the local broker on localhost:9092 (no-op if it runs; SECURE=1: TLS+SCRAM+ACLs)
+	@$(BROKER) up $(SECURE_FLAG)
 
 kafka-down: ## stop the local broker, keep its data
 	@$(BROKER) down
 
 kafka-clean: ## stop the local broker and wipe its data
 	@$(BROKER) clean
+
+.PHONY: docker-secrets
+docker-secrets: ## CA, broker certificate and passwords for docker-compose.*.secure.yml
+	@$(BROKER) secrets --docker
 
 consume: jars ## print TOPIC from the beginning (MAX=n to stop after n records)
 	@if [[ -z "$(TOPIC)" ]]; then echo "usage: make consume TOPIC=<name> [MAX=<n>]" >&2; exit 2; fi
@@ -52,7 +60,13 @@ consume-invalid: jars ## print the dead-letter topic
 	@$(BROKER) consume "$(DEAD_LETTER_TOPIC)" $(MAX)
 
 run: install kafka-up ## broker + generator + detector(s) in the foreground; Ctrl-C stops all
-	@DETECTORS=$(DETECTORS) PYTHON=$(PY) scripts/run-local.sh
+	@DETECTORS=$(DETECTORS) SECURE=$(if $(SECURE_FLAG),1,) PYTHON=$(PY) scripts/run-local.sh
+
+watch: install ## live dashboard of the topics and the detector's lag; q quits
+	@$(PY) -m dashboard
+
+bench: install jars ## throughput, latency, memory on a broker of its own (QUICK=1: ~2 min)
+	$(PY) -m bench $(if $(filter-out 0,$(QUICK)),--quick)
 
 lint: install ## ruff lint and format check
 	$(VENV)/bin/ruff check .

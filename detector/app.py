@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -15,7 +16,6 @@ from collections.abc import Callable
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import (
     AuthorizationError,
-    IllegalStateError,
     InvalidProducerEpochError,
     KafkaConfigurationError,
     KafkaError,
@@ -28,13 +28,17 @@ from detector.config import DetectorSettings
 from fraudcore.config import SettingsError, load_settings
 from fraudcore.kafka_io import (
     BrokerUnavailableError,
+    KafkaSecurityError,
     TopicSpec,
     client_options,
+    describe_refusal,
     ensure_topics,
     wait_for_broker,
 )
+from fraudcore.metrics import DetectorMetrics, MetricsPortError, serve_metrics
 from fraudcore.rule import Verdict, classify
 from fraudcore.runtime import StatsLine, StopFlag, configure_logging
+from fraudcore.security import redact_secrets_in_logs
 from kafka import KafkaConsumer, KafkaProducer
 
 log = logging.getLogger(__name__)
@@ -48,21 +52,63 @@ HEADER_SOURCE_OFFSET = "error.source.offset"
 # Dead letters keep the original bytes, so the topic accepts anything the input could hold.
 DEAD_LETTER_MAX_MESSAGE_BYTES = 2 * 1024 * 1024
 POLL_TIMEOUT_MS = 100
+POLL_RETRY_SECONDS = 0.5
 
-# Errors after which this producer can do nothing more: another instance took over (fencing),
-# or the setup is wrong. Retrying cannot help; the process exits and is restarted.
-FATAL_ERRORS = (
-    ProducerFencedError,
-    InvalidProducerEpochError,
-    AuthorizationError,
-    UnsupportedVersionError,
-    KafkaConfigurationError,
-    IllegalStateError,
-)
+# Errors no retry can cure: the setup is wrong. The process exits and says why. (Being fenced
+# by a newer detector with the same TRANSACTIONAL_ID is fatal too; see _abort_transaction.)
+FATAL_ERRORS = (AuthorizationError, UnsupportedVersionError, KafkaConfigurationError)
+# A producer that failed this many times in a row, each time replaced, is not worth another try.
+MAX_PRODUCER_RESETS_IN_A_ROW = 5
 
 
 class FatalDetectorError(RuntimeError):
     """The detector cannot go on safely; its committed state is consistent, so a restart resumes."""
+
+
+class TransactionStalledError(RuntimeError):
+    """A transactional producer call did not complete in time; its producer is replaced."""
+
+
+def call_with_deadline(call: Callable[[], None], seconds: float, what: str) -> None:
+    """Run a blocking producer call; raise TransactionStalledError if it takes over `seconds`.
+
+    kafka-python 3.0.12 waits for send_offsets_to_transaction, commit_transaction and
+    abort_transaction without a timeout, and its sender drops a transactional request whose
+    coordinator connection is down at the moment it is sent (Sender._maybe_send_pending_request:
+    await_ready raises, the request is neither sent nor queued again). After a broker outage the
+    call would then wait forever. It runs on a daemon thread, left behind if it is stuck.
+    """
+    done = threading.Event()
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            call()
+        except BaseException as exc:
+            failure.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name=f"detector-{what}", daemon=True).start()
+    if not done.wait(seconds):
+        raise TransactionStalledError(f"{what} did not complete within {seconds:g}s")
+    if failure:
+        raise failure[0]
+
+
+def discard_producer(producer: KafkaProducer) -> None:
+    """Stop a producer at once, whatever it still holds; a new one with its id takes over.
+
+    kafka-python's close(timeout=0) flushes first and raises when batches are still pending,
+    before it stops the I/O thread; left running, that thread could re-initialise the
+    transactional id and so fence the producer that replaced it. So it is force-closed.
+    """
+    try:
+        producer.close(timeout=0)
+    except KafkaError:
+        sender = getattr(producer, "_sender", None)  # kafka-python 3.0.12 internals
+        if sender is not None:
+            sender.force_close()
 
 
 def output_topics(settings: DetectorSettings) -> dict[Verdict, str]:
@@ -75,14 +121,16 @@ def output_topics(settings: DetectorSettings) -> dict[Verdict, str]:
 
 def required_topics(settings: DetectorSettings) -> list[TopicSpec]:
     partitions = settings.transactions_topic_partitions
+    # access: the ACL operations checked at start-up (secure mode: docs/security-readme-section.md)
     return [
-        TopicSpec(settings.transactions_topic, partitions),
-        TopicSpec(settings.legit_topic, partitions),
-        TopicSpec(settings.fraud_topic, partitions),
+        TopicSpec(settings.transactions_topic, partitions, access=("READ",)),
+        TopicSpec(settings.legit_topic, partitions, access=("WRITE",)),
+        TopicSpec(settings.fraud_topic, partitions, access=("WRITE",)),
         TopicSpec(
             settings.dead_letter_topic,
             partitions,
             {"max.message.bytes": str(DEAD_LETTER_MAX_MESSAGE_BYTES)},
+            access=("WRITE",),
         ),
     ]
 
@@ -95,9 +143,14 @@ def make_consumer(settings: DetectorSettings) -> KafkaConsumer:
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         isolation_level="read_committed",
+        session_timeout_ms=settings.session_timeout_ms,
+        heartbeat_interval_ms=min(3000, settings.session_timeout_ms // 3),
         max_poll_records=settings.max_poll_records,
         fetch_max_bytes=DEAD_LETTER_MAX_MESSAGE_BYTES * 4,
         max_partition_fetch_bytes=DEAD_LETTER_MAX_MESSAGE_BYTES,
+        # kafka-python's own client metrics (nothing here reads them) cost CPU on every record:
+        # off, fetching a record costs ~7% less CPU (bench/, docs/performance-readme-section.md).
+        metrics_enabled=False,
     )
 
 
@@ -114,9 +167,14 @@ def make_producer(settings: DetectorSettings) -> KafkaProducer:
         linger_ms=5,
         batch_size=256 * 1024,
         max_request_size=DEAD_LETTER_MAX_MESSAGE_BYTES + 64 * 1024,
+        metrics_enabled=False,  # ~15% less CPU in the sender thread per record (see make_consumer)
     )
     if settings.processing_guarantee == "exactly_once":
-        producer.init_transactions()  # fences an older instance with the same transactional id
+        try:
+            producer.init_transactions()  # fences an older instance with the same transactional id
+        except BaseException:
+            producer.close(timeout=0)
+            raise
     return producer
 
 
@@ -144,11 +202,22 @@ class Detector:
         producer: KafkaProducer,
         stop: StopFlag,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        metrics: DetectorMetrics | None = None,
+        new_producer: Callable[[], KafkaProducer] | None = None,
     ) -> None:
         self.settings = settings
         self.consumer = consumer
         self.producer = producer
         self.stop = stop
+        # Makes a replacement for a transactional producer that cannot go on (see _reset_producer).
+        self._new_producer = new_producer
+        self._resets_in_a_row = 0
+        # A transaction older than this may have been aborted by the broker; a transactional call
+        # that takes longer is taken as stuck.
+        self._transaction_timeout = settings.transaction_timeout_ms / 1000
+        # Counts a batch's records once its outputs are durable (fraudcore/metrics.py).
+        self.metrics = metrics if metrics is not None else DetectorMetrics()
         self._clock = clock
         self._exactly_once = settings.processing_guarantee == "exactly_once"
         self._topics = output_topics(settings)
@@ -188,14 +257,27 @@ class Detector:
         return 0
 
     def poll_once(self) -> None:
-        batch = self.consumer.poll(timeout_ms=POLL_TIMEOUT_MS)
-        for tp, records in batch.items():
-            for record in records:
-                self._route(record)
-            self._pending[tp] = OffsetAndMetadata(records[-1].offset + 1, "", -1)
+        try:
+            batch = self.consumer.poll(timeout_ms=POLL_TIMEOUT_MS)
+        except KafkaError as exc:
+            if not exc.retriable:
+                raise
+            # kafka-python's poll() raises e.g. KafkaConnectionError while the broker is away
+            # (looking up the group coordinator); nothing was consumed, so just try again.
+            log.warning("poll failed, retrying: %r", exc)
+            self.stop.wait(POLL_RETRY_SECONDS)
+            return
+        try:
+            for tp, records in batch.items():
+                for record in records:
+                    self._route(record)
+                self._pending[tp] = OffsetAndMetadata(records[-1].offset + 1, "", -1)
+        except KafkaError as exc:  # the producer refused a record: the whole batch is redone
+            self._abandon_batch(exc)
         if self._pending and self._clock() - self._batch_started >= self._commit_interval:
             self.commit()
         self.stats.maybe_log()
+        self.metrics.maybe_update_lag(self.consumer)
 
     def _route(self, record: object) -> None:
         if not self._pending and not self._in_transaction:
@@ -224,6 +306,7 @@ class Detector:
         if not self._exactly_once:
             future.add_errback(self._on_send_error)
         self.stats.add(result.verdict.value)
+        self.metrics.routed(result.verdict, getattr(record, "timestamp", None), result.reason)
 
     def _on_send_error(self, exc: BaseException) -> None:
         self._failed_sends += 1
@@ -241,23 +324,95 @@ class Detector:
         finally:
             self._pending = {}
             self._in_transaction = False
+            self.metrics.discard_batch()  # whatever was not counted as committed by now
 
     def _commit_transaction(self) -> None:
         try:
             if self._pending:
-                self.producer.send_offsets_to_transaction(
-                    self._pending, self.consumer.group_metadata()
+                offsets, group = self._pending, self.consumer.group_metadata()
+                call_with_deadline(
+                    lambda: self.producer.send_offsets_to_transaction(offsets, group),
+                    self._transaction_timeout,
+                    "send_offsets_to_transaction",
                 )
-            self.producer.commit_transaction()
-        except FATAL_ERRORS as exc:
-            raise FatalDetectorError(f"transaction cannot complete: {exc!r}") from exc
-        except KafkaError as exc:
-            log.warning("transaction failed, aborting and reprocessing its input: %r", exc)
-            try:
-                self.producer.abort_transaction()
-            except KafkaError as abort_exc:
-                raise FatalDetectorError(f"abort failed: {abort_exc!r}") from abort_exc
+            call_with_deadline(
+                self.producer.commit_transaction, self._transaction_timeout, "commit_transaction"
+            )
+            self.metrics.batch_committed(transaction=True)
+            self._resets_in_a_row = 0
+        except (KafkaError, TransactionStalledError) as exc:
+            self._abort_transaction(exc)
+            self.metrics.batch_aborted()
             self._rewind()
+
+    def _abandon_batch(self, exc: KafkaError) -> None:
+        """A record of the open batch could not be sent: undo the batch and read it again."""
+        try:
+            if self._exactly_once:
+                self._abort_transaction(exc)
+                self.metrics.batch_aborted()
+            else:
+                if isinstance(exc, FATAL_ERRORS):
+                    raise FatalDetectorError(f"cannot send: {exc!r}") from exc
+                log.warning("send failed, reprocessing the batch: %r", exc)
+                self.producer.flush()  # let what was sent land, so its errbacks come now
+                self._failed_sends = 0
+            self._rewind()
+        finally:
+            self._pending = {}
+            self._in_transaction = False
+            self.metrics.discard_batch()
+
+    def _abort_transaction(self, exc: BaseException) -> None:
+        """Abort the failed transaction; replace the producer when it cannot abort it."""
+        if isinstance(exc, FATAL_ERRORS):
+            raise FatalDetectorError(f"transaction cannot complete: {exc!r}") from exc
+        age = self._clock() - self._batch_started
+        if isinstance(exc, ProducerFencedError) and age < self._transaction_timeout:
+            # Too young for the broker to have aborted it: a newer detector took this
+            # TRANSACTIONAL_ID over. Going on would fence it in turn.
+            raise FatalDetectorError(f"fenced by a newer producer: {exc!r}") from exc
+        log.warning("transaction failed, aborting it and reprocessing its input: %r", exc)
+        if not isinstance(exc, ProducerFencedError | InvalidProducerEpochError):
+            try:
+                call_with_deadline(
+                    self.producer.abort_transaction, self._transaction_timeout, "abort_transaction"
+                )
+                return
+            except FATAL_ERRORS as abort_exc:
+                raise FatalDetectorError(f"abort failed: {abort_exc!r}") from abort_exc
+            except (KafkaError, TransactionStalledError) as abort_exc:
+                log.warning("abort failed too: %r", abort_exc)
+        self._reset_producer()
+
+    def _reset_producer(self) -> None:
+        """Replace the transactional producer; the new one aborts what the old one left open.
+
+        This is how a transaction that the broker aborted on timeout (e.g. during an outage
+        longer than TRANSACTION_TIMEOUT_MS), or a stuck producer, is recovered from. Its input
+        is read again from the committed offsets, so nothing is lost or doubled.
+        """
+        if self._new_producer is None:
+            raise FatalDetectorError("the producer cannot go on and cannot be replaced")
+        self._resets_in_a_row += 1
+        if self._resets_in_a_row > MAX_PRODUCER_RESETS_IN_A_ROW:
+            raise FatalDetectorError(
+                f"the producer failed {MAX_PRODUCER_RESETS_IN_A_ROW} times in a row, each time "
+                "replaced; giving up"
+            )
+        discard_producer(self.producer)
+        while True:
+            try:
+                self.producer = self._new_producer()
+            except FATAL_ERRORS as exc:
+                raise FatalDetectorError(f"cannot make a new producer: {exc!r}") from exc
+            except KafkaError as exc:
+                log.warning("cannot make a new producer yet, the broker may be down: %r", exc)
+                if self.stop.wait(1.0):
+                    return
+            else:
+                log.info("the transactional producer was replaced; reprocessing from the commit")
+                return
 
     def _commit_after_flush(self) -> None:
         self.producer.flush()
@@ -265,6 +420,7 @@ class Detector:
             self._failed_sends = 0
             self._rewind()
             return
+        self.metrics.batch_committed()  # every output is acknowledged: counted whatever follows
         try:
             self.consumer.commit(self._pending)
         except KafkaError as exc:
@@ -272,9 +428,22 @@ class Detector:
             log.warning("offset commit failed; the batch may be processed again: %r", exc)
 
     def _rewind(self) -> None:
-        """Go back to the committed offsets, so that nothing of the failed batch is skipped."""
-        for tp in self._pending:
-            committed = self.consumer.committed(tp)
+        """Go back to the committed offsets, so that nothing of the failed batch is skipped.
+
+        All assigned partitions, not only those of the failed batch: a batch can fail before its
+        partitions were recorded, and beyond the committed offsets nothing is durable anyway.
+        """
+        for tp in self.consumer.assignment():
+            while True:
+                try:
+                    committed = self.consumer.committed(tp)
+                    break
+                except FATAL_ERRORS as exc:
+                    raise FatalDetectorError(f"cannot read the committed offsets: {exc!r}") from exc
+                except KafkaError as exc:
+                    log.warning("cannot read the committed offset of %s yet: %r", tp, exc)
+                    if self.stop.wait(1.0):
+                        return  # nothing past the committed offsets gets committed any more
             if committed is None:
                 self.consumer.seek_to_beginning(tp)
             else:
@@ -287,9 +456,16 @@ def main() -> int:
     except SettingsError as exc:
         print(f"detector: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
+    redact_secrets_in_logs(settings)  # a password never reaches a log line
     log.info("detector starting: %s", settings.describe())
     stop = StopFlag.install()
+    metrics = DetectorMetrics()
+    try:
+        serve_metrics(settings, metrics)  # METRICS_PORT: /metrics and /health, closed at exit
+    except MetricsPortError as exc:
+        log.error("%s", exc)
+        return 1
     try:
         admin = wait_for_broker(settings, stop, "detector")
     except BrokerUnavailableError as exc:
@@ -297,16 +473,28 @@ def main() -> int:
         return 1
     if admin is None:
         return 0
-    with admin:
-        ensure_topics(admin, required_topics(settings))
-    consumer = make_consumer(settings)
     try:
-        producer = make_producer(settings)
-    except KafkaError:
-        consumer.close()
-        raise
-    try:
-        return Detector(settings, consumer, producer, stop).run()
-    finally:
-        producer.close(timeout=10)
-        consumer.close(autocommit=False)
+        with admin:
+            ensure_topics(admin, required_topics(settings))
+        consumer = make_consumer(settings)
+        try:
+            producer = make_producer(settings)
+        except KafkaError:
+            consumer.close()
+            raise
+        try:
+            detector = Detector(
+                settings,
+                consumer,
+                producer,
+                stop,
+                metrics=metrics,
+                new_producer=lambda: make_producer(settings),
+            )
+            return detector.run()
+        finally:
+            detector.producer.close(timeout=10)  # the producer may have been replaced
+            consumer.close(autocommit=False)
+    except (KafkaSecurityError, AuthorizationError) as exc:  # a missing ACL: no retry
+        log.error("%s", describe_refusal(exc, settings))
+        return 1

@@ -30,6 +30,10 @@ class DetectorSettings(CommonSettings):
     # once; otherwise the broker aborts a dead instance's open transaction after the timeout.
     transactional_id: str | None = None
     transaction_timeout_ms: PositiveInt = 10_000
+    # How long the group waits for a detector that went silent (crashed, SIGKILLed) before its
+    # partitions move to the others or to its restarted self. Kafka's default; the broker accepts
+    # group.min.session.timeout.ms (6 s) to group.max.session.timeout.ms (30 min).
+    session_timeout_ms: PositiveInt = 45_000
     max_transaction_bytes: PositiveInt = DEFAULT_MAX_VALUE_BYTES
 
     @field_validator("processing_guarantee", mode="before")

@@ -9,17 +9,24 @@ from __future__ import annotations
 from typing import Any, Literal, TypeVar
 
 from pydantic import Field, PositiveFloat, PositiveInt, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from fraudcore.security import KafkaSecuritySettings, is_secret
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+LogFormat = Literal["human", "json"]
 
 
 class SettingsError(ValueError):
     """A setting has a value the service cannot run with. Not retriable."""
 
 
-class CommonSettings(BaseSettings):
-    """What both services read. Each field is the env variable of the same name, upper-cased."""
+class CommonSettings(KafkaSecuritySettings):
+    """What both services read. Each field is the env variable of the same name, upper-cased.
+
+    The client security settings (KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_*, KAFKA_SSL_*) come from
+    KafkaSecuritySettings (fraudcore/security.py).
+    """
 
     model_config = SettingsConfigDict(frozen=True, env_ignore_empty=True, extra="ignore")
 
@@ -31,11 +38,20 @@ class CommonSettings(BaseSettings):
     broker_wait_seconds: PositiveFloat = 60.0
     stats_interval_seconds: PositiveFloat = 5.0
     log_level: LogLevel = "INFO"
+    # human: one readable line per event; json: one JSON object per line (for log shippers).
+    log_format: LogFormat = "human"
+    # /metrics (Prometheus) and /health on this port; unset: no server (fraudcore/metrics.py).
+    metrics_port: int | None = Field(None, ge=1, le=65535)
 
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_log_level(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower_log_format(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("kafka_broker_url")
     @classmethod
@@ -65,6 +81,14 @@ def load_settings(settings_class: type[SettingsT]) -> SettingsT:
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
-            name = ".".join(str(part) for part in error["loc"]).upper()
-            problems.append(f"{name}={error.get('input')!r}: {error['msg']}")
+            loc = error["loc"]
+            if not loc:  # a check across settings: its input is every setting, secrets included
+                problems.append(error["msg"].removeprefix("Value error, "))
+                continue
+            name = ".".join(str(part) for part in loc).upper()
+            field = settings_class.model_fields.get(str(loc[0]))
+            if field is not None and is_secret(field.annotation):
+                problems.append(f"{name}=<hidden>: {error['msg']}")  # never echo a secret
+            else:
+                problems.append(f"{name}={error.get('input')!r}: {error['msg']}")
         raise SettingsError("invalid setting " + "; ".join(problems)) from None

@@ -13,14 +13,17 @@ from fraudcore.codec import encode, encode_key
 from fraudcore.config import SettingsError, load_settings
 from fraudcore.kafka_io import (
     BrokerUnavailableError,
+    KafkaSecurityError,
     TopicSpec,
     client_options,
     ensure_topics,
     wait_for_broker,
 )
+from fraudcore.metrics import GeneratorMetrics, MetricsPortError, serve_metrics
 from fraudcore.model import TransactionFactory
 from fraudcore.pacing import Pacer
 from fraudcore.runtime import StatsLine, StopFlag, configure_logging
+from fraudcore.security import redact_secrets_in_logs
 from generator.config import GeneratorSettings
 from kafka import KafkaProducer
 
@@ -40,6 +43,9 @@ def make_producer(settings: GeneratorSettings) -> KafkaProducer:
         batch_size=64 * 1024,
         delivery_timeout_ms=120_000,
         max_block_ms=10_000,
+        # kafka-python's own client metrics (nothing here reads them) cost its sender thread
+        # ~15% more CPU per record (bench/, docs/performance-readme-section.md).
+        metrics_enabled=False,
     )
 
 
@@ -47,11 +53,18 @@ class Generator:
     """The send loop, kept apart from main() so tests and the benchmark can drive it."""
 
     def __init__(
-        self, settings: GeneratorSettings, producer: KafkaProducer, stop: StopFlag
+        self,
+        settings: GeneratorSettings,
+        producer: KafkaProducer,
+        stop: StopFlag,
+        *,
+        metrics: GeneratorMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.producer = producer
         self.stop = stop
+        # Counts acknowledged transactions and the achieved rate (fraudcore/metrics.py).
+        self.metrics = metrics or GeneratorMetrics(settings.transactions_per_second)
         self.failed = 0
         self.stats = StatsLine(log, settings.stats_interval_seconds, self._render)
         self._pacer: Pacer | None = None
@@ -63,13 +76,15 @@ class Generator:
 
     def _on_error(self, exc: BaseException) -> None:
         self.failed += 1  # called on the producer's I/O thread; an int increment is atomic enough
+        self.metrics.failed(exc)
         log.error("a transaction could not be delivered: %r", exc)
 
     def _send_one(self, topic: str, key: bytes, value: bytes) -> bool:
         """Hand one record to the producer, waiting out a full buffer. False if stopped first."""
         while True:
             try:
-                self.producer.send(topic, key=key, value=value).add_errback(self._on_error)
+                future = self.producer.send(topic, key=key, value=value)
+                future.add_callback(self.metrics.acknowledged).add_errback(self._on_error)
                 return True
             except KafkaTimeoutError:
                 log.warning("producer buffer full or metadata unavailable; the broker may be down")
@@ -113,9 +128,16 @@ def main() -> int:
     except SettingsError as exc:
         print(f"generator: {exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
+    redact_secrets_in_logs(settings)  # a password never reaches a log line
     log.info("generator starting: %s", settings.describe())
     stop = StopFlag.install()
+    metrics = GeneratorMetrics(settings.transactions_per_second)
+    try:
+        serve_metrics(settings, metrics)  # METRICS_PORT: /metrics and /health, closed at exit
+    except MetricsPortError as exc:
+        log.error("%s", exc)
+        return 1
     try:
         admin = wait_for_broker(settings, stop, "generator")
     except BrokerUnavailableError as exc:
@@ -123,12 +145,17 @@ def main() -> int:
         return 1
     if admin is None:
         return 0
+    topic = TopicSpec(
+        settings.transactions_topic, settings.transactions_topic_partitions, access=("WRITE",)
+    )
     with admin:
-        ensure_topics(
-            admin, [TopicSpec(settings.transactions_topic, settings.transactions_topic_partitions)]
-        )
+        try:
+            ensure_topics(admin, [topic])
+        except KafkaSecurityError as exc:  # e.g. not authorized to write the topic: no retry
+            log.error("%s", exc)
+            return 1
     producer = make_producer(settings)
     try:
-        return Generator(settings, producer, stop).run()
+        return Generator(settings, producer, stop, metrics=metrics).run()
     finally:
         producer.close(timeout=10)

@@ -21,6 +21,18 @@ PROPS_NAME="server.properties"
 OUT_NAME="broker.out"               # JVM stdout/stderr (WARN+ log lines, crashes)
 SERVER_LOG_NAME="server.log"        # log4j2 INFO+ (see log4j2.properties)
 KAFKA_LOGS_NAME="kafka-logs"        # log.dirs: topic partitions + KRaft metadata
+MODE_NAME=".mode"                   # "plaintext" or "secure": how the broker was last started
+CREDENTIALS_NAME=".secure-credentials"  # fingerprint of the SCRAM passwords formatted into storage
+SETUP_NAME=".secure-setup"          # which topics and ACLs the admin has created (secure mode)
+SETUP_LOG_NAME="secure-setup.log"   # output of the topic and ACL tools (secure mode)
+
+# --secure: CA, broker certificate and passwords, generated on first use (git-ignored).
+DEFAULT_SECRETS_DIR="$REPO_ROOT/.kafka-secrets"
+SCRAM_USERS=(admin generator detector broker)   # broker: the broker's own inter-broker login
+SCRAM_MECHANISMS=(SCRAM-SHA-512 SCRAM-SHA-256)
+CERT_SAN="DNS:localhost,DNS:broker,IP:127.0.0.1,IP:0:0:0:0:0:0:0:1"  # broker: the compose host name
+# Must equal DEAD_LETTER_MAX_MESSAGE_BYTES in detector/app.py (tests/compose checks it).
+DEAD_LETTER_MAX_MESSAGE_BYTES=2097152
 
 START_TIMEOUT="${KAFKA_START_TIMEOUT:-60}"
 STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-30}"
@@ -44,22 +56,34 @@ usage: kafka/broker.sh COMMAND [ARGS]
 
   jars                         fetch the Kafka jars into kafka/lib (mvn runs only when
                                kafka/lib is missing or kafka/pom.xml changed)
-  up [--port P] [--controller-port C] [--data-dir D] [--secure]
+  up [--port P] [--controller-port C] [--data-dir D] [--secure] [--secrets-dir S]
                                start a single-node KRaft broker in the background and
                                wait until it answers (no-op if already running on D)
+                               --secure: one SASL_SSL listener (SCRAM-SHA-512/256 over TLS),
+                               mutual TLS on the controller listener, the StandardAuthorizer
+                               with least-privilege ACLs; the admin creates the topics
+  secrets [--secrets-dir S] [--docker]
+                               create the CA, the broker certificate and the users' passwords
+                               (only what is missing) and print where they are; --docker also
+                               exports what docker-compose.*.secure.yml mount into S/docker
   down [--data-dir D]          stop the broker (SIGTERM, then SIGKILL), keep its data
   clean [--data-dir D]         down, then delete the data dir
   status [--data-dir D]        print whether the broker runs (exit 0 running, 3 not)
   consume TOPIC [MAX] [--bootstrap HOST:PORT] [--timeout-ms MS]
                                console consumer from the beginning; prints values only
-                               (CONSUME_PRINT_KEY=1 prints "key<TAB>value")
+                               (CONSUME_PRINT_KEY=1 prints "key<TAB>value"; a secure broker is
+                               read as admin, or with the client config in KAFKA_CONSUME_CONFIG)
   tool CLASS [ARGS...]         run any main class on the Kafka classpath
 
 defaults / environment:
   --port             KAFKA_PORT             9092
   --controller-port  KAFKA_CONTROLLER_PORT  9093
   --data-dir         KAFKA_DATA_DIR         $REPO_ROOT/.kafka-data
+  --secrets-dir      KAFKA_SECRETS_DIR      $DEFAULT_SECRETS_DIR
   --bootstrap        KAFKA_BROKER_URL       localhost:9092
+  --secure topics and ACLs: TRANSACTIONS_TOPIC, LEGIT_TOPIC, FRAUD_TOPIC, DEAD_LETTER_TOPIC,
+  TRANSACTIONS_TOPIC_PARTITIONS, CONSUMER_GROUP (the services' names and defaults) and
+  DETECTOR_TRANSACTIONAL_ID_PREFIX (default: the group)
   KAFKA_START_TIMEOUT=$START_TIMEOUT s, KAFKA_STOP_TIMEOUT=$STOP_TIMEOUT s, KAFKA_HEAP_OPTS="$BROKER_HEAP_OPTS",
   KAFKA_OPTS (extra broker JVM flags), KAFKA_TOOL_OPTS / KAFKA_QUICK_TOOL_OPTS, JAVA_HOME, MVN
 EOF
@@ -141,7 +165,8 @@ running_pid() {
 
 # Reads "key" from the generated server.properties of data dir $1.
 prop() { sed -n "s/^$2=//p" "$1/$PROPS_NAME" 2>/dev/null | tail -n 1; }
-broker_port() { prop "$1" listeners | sed -n 's/.*PLAINTEXT:\/\/[^,]*:\([0-9]*\).*/\1/p'; }
+broker_port() { prop "$1" listeners | sed -n 's/.*\(PLAINTEXT\|SASL_SSL\):\/\/[^,]*:\([0-9]*\).*/\2/p'; }
+broker_mode() { if [[ -f "$1/$MODE_NAME" ]]; then cat "$1/$MODE_NAME"; else echo plaintext; fi; }
 
 show_logs() {
   local dir="$1" f
@@ -153,7 +178,7 @@ show_logs() {
 }
 
 # Parses the options shared by up/down/clean/status into globals.
-OPT_PORT="" OPT_CONTROLLER_PORT="" OPT_DATA_DIR="" OPT_SECURE=0
+OPT_PORT="" OPT_CONTROLLER_PORT="" OPT_DATA_DIR="" OPT_SECURE=0 OPT_SECRETS_DIR=""
 parse_broker_opts() {
   local allow_ports="$1"; shift
   while (($#)); do
@@ -168,6 +193,9 @@ parse_broker_opts() {
       --port=*)             [[ "$allow_ports" == 1 ]] || die "unknown option: $1"; OPT_PORT="${1#*=}"; shift ;;
       --controller-port=*)  [[ "$allow_ports" == 1 ]] || die "unknown option: $1"; OPT_CONTROLLER_PORT="${1#*=}"; shift ;;
       --secure)             [[ "$allow_ports" == 1 ]] || die "unknown option: $1"; OPT_SECURE=1; shift ;;
+      --secrets-dir)        [[ "$allow_ports" == 1 ]] || die "unknown option: $1"
+                            (($# >= 2)) || die "--secrets-dir needs a value"; OPT_SECRETS_DIR="$2"; shift 2 ;;
+      --secrets-dir=*)      [[ "$allow_ports" == 1 ]] || die "unknown option: $1"; OPT_SECRETS_DIR="${1#*=}"; shift ;;
       -h|--help)            usage; exit 0 ;;
       *)                    die "unknown argument: $1 (see: kafka/broker.sh help)" ;;
     esac
@@ -175,6 +203,268 @@ parse_broker_opts() {
   OPT_DATA_DIR="${OPT_DATA_DIR:-${KAFKA_DATA_DIR:-$REPO_ROOT/.kafka-data}}"
   OPT_PORT="${OPT_PORT:-${KAFKA_PORT:-9092}}"
   OPT_CONTROLLER_PORT="${OPT_CONTROLLER_PORT:-${KAFKA_CONTROLLER_PORT:-9093}}"
+  OPT_SECRETS_DIR="${OPT_SECRETS_DIR:-${KAFKA_SECRETS_DIR:-$DEFAULT_SECRETS_DIR}}"
+}
+
+# --------------------------------------------------------------------------- secure mode
+
+# 32 random letters and digits: safe inside JAAS quotes, properties files and CLI arguments.
+new_password() {
+  local pw=""
+  while ((${#pw} < 32)); do
+    pw+=$(head -c 64 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')
+  done
+  printf '%s' "${pw:0:32}"
+}
+
+# Creates what is missing in secrets dir $1 (mode 700, files 600): the users' passwords, a CA,
+# the broker's certificate (CN=broker, for localhost, 127.0.0.1 and the compose host `broker`)
+# in a PKCS#12 keystore, and admin.properties for Kafka's CLI tools. Nothing is ever printed.
+ensure_secrets() {
+  local sdir="$1" user made=()
+  command -v openssl >/dev/null \
+    || die "openssl not found; --secure needs it to create the CA and the broker certificate"
+  mkdir -p -- "$sdir" && chmod 700 "$sdir" || die "cannot create secrets dir $sdir"
+  local lock_fd
+  exec {lock_fd}>"$sdir/.lock"
+  flock "$lock_fd"
+  (
+    umask 077
+    cd "$sdir" || exit 1
+    for user in "${SCRAM_USERS[@]}"; do
+      if [[ ! -s "$user.password" ]]; then
+        new_password >"$user.password.tmp" && mv -f "$user.password.tmp" "$user.password" || exit 1
+        made+=("$user.password")
+      fi
+    done
+    if [[ ! -s ca.key || ! -s ca.crt ]]; then
+      openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 3650 \
+        -subj "/CN=fraud-detection local Kafka CA" \
+        -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+        -keyout ca.key -out ca.crt >openssl.log 2>&1 || { cat openssl.log >&2; exit 1; }
+      rm -f broker.crt   # a new CA needs a new broker certificate
+      made+=(ca.crt)
+    fi
+    # (Re)issue the broker certificate when missing, not from this CA, or expiring within a day.
+    if [[ ! -s broker.crt || ! -s broker.key || ! -s broker.p12 || ! -s keystore.password ]] \
+      || ! openssl verify -CAfile ca.crt broker.crt >/dev/null 2>&1 \
+      || ! openssl x509 -checkend 86400 -noout -in broker.crt >/dev/null 2>&1; then
+      printf 'subjectAltName=%s\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth,clientAuth\n' \
+        "$CERT_SAN" >broker.ext
+      [[ -s keystore.password ]] || new_password >keystore.password
+      { openssl req -new -newkey rsa:2048 -nodes -subj "/CN=broker" -keyout broker.key -out broker.csr \
+          && openssl x509 -req -sha256 -days 825 -in broker.csr -CA ca.crt -CAkey ca.key \
+               -set_serial "0x$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')" \
+               -extfile broker.ext -out broker.crt \
+          && openssl pkcs12 -export -name broker -in broker.crt -inkey broker.key -certfile ca.crt \
+               -passout file:keystore.password -out broker.p12.tmp \
+          && mv -f broker.p12.tmp broker.p12; } >openssl.log 2>&1 || { cat openssl.log >&2; exit 1; }
+      rm -f broker.csr broker.ext
+      made+=(broker.crt)
+    fi
+    rm -f openssl.log
+    # Kafka's CLI tools as the admin (`--command-config`); rewritten so that it follows the files.
+    {
+      printf 'security.protocol=SASL_SSL\nsasl.mechanism=SCRAM-SHA-512\n'
+      printf 'sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="%s";\n' \
+        "$(<admin.password)"
+      printf 'ssl.truststore.type=PEM\nssl.truststore.location=%s/ca.crt\n' "$(pwd -P)"
+    } >admin.properties.tmp && mv -f admin.properties.tmp admin.properties || exit 1
+    find . -maxdepth 1 -type f -exec chmod 600 {} +
+    ((${#made[@]} == 0)) || say "created in $sdir: ${made[*]}"
+  ) || die "could not create the secrets in $sdir"
+  exec {lock_fd}>&-
+}
+
+# Sha-256 of the SCRAM passwords: tells whether the storage was formatted with these users.
+credentials_fingerprint() {
+  local sdir="$1" user
+  for user in "${SCRAM_USERS[@]}"; do cat "$sdir/$user.password"; printf '\n'; done | sha256sum | cut -d' ' -f1
+}
+
+# What docker-compose.kafka.secure.yml and docker-compose.secure.yml mount as compose secrets.
+# Compose bind-mounts file secrets with their host permissions (uid/gid/mode are not applied),
+# and the containers run as other users (kafka: 1000, the services: 10001), so these copies are
+# world-readable files inside a directory only the owner may enter (mode 700).
+export_docker_secrets() {
+  local sdir="$1" out="$1/docker" f
+  mkdir -p -- "$out" && chmod 700 "$sdir" "$out" || die "cannot create $out"
+  for f in ca.crt broker.p12 keystore.password admin.password generator.password \
+           detector.password broker.password; do
+    install -m 644 "$sdir/$f" "$out/$f.tmp" && mv -f "$out/$f.tmp" "$out/$f" || die "cannot write $out/$f"
+  done
+  say "Docker secrets exported to $out (directory mode 700; files 644 for the containers' users)"
+}
+
+# Broker settings of every local broker, secure or not: one node, topics made on purpose.
+single_node_properties() {
+  cat <<'COMMON'
+# Single node: every internal topic has exactly one replica.
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=10
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=10
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+default.replication.factor=1
+min.insync.replicas=1
+
+num.partitions=3
+# As in docker-compose.kafka.yml: a misspelt topic must not silently appear.
+auto.create.topics.enable=false
+group.initial.rebalance.delay.ms=0
+COMMON
+}
+
+write_secure_server_properties() {
+  local dir="$1" port="$2" cport="$3" sdir="$4"
+  (
+    umask 077   # holds the keystore password and the broker's own SCRAM password
+    cat >"$dir/$PROPS_NAME.tmp" <<PROPS
+# Generated by kafka/broker.sh up --secure on every start; edits are overwritten.
+# Secrets: $sdir (this file holds passwords too, so it is readable by its owner only).
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$cport
+controller.listener.names=CONTROLLER
+listeners=SASL_SSL://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=SASL_SSL://127.0.0.1:$port
+inter.broker.listener.name=SASL_SSL
+listener.security.protocol.map=SASL_SSL:SASL_SSL,CONTROLLER:SSL
+log.dirs=$dir/$KAFKA_LOGS_NAME
+
+# TLS on both listeners with one certificate (CN=broker) signed by the project's CA.
+ssl.keystore.type=PKCS12
+ssl.keystore.location=$sdir/broker.p12
+ssl.keystore.password=$(<"$sdir/keystore.password")
+ssl.key.password=$(<"$sdir/keystore.password")
+ssl.truststore.type=PEM
+ssl.truststore.location=$sdir/ca.crt
+ssl.endpoint.identification.algorithm=https
+# CONTROLLER: mutual TLS; only a holder of the broker's key gets in, as User:broker.
+listener.name.controller.ssl.client.auth=required
+ssl.principal.mapping.rules=RULE:^CN=([A-Za-z0-9._-]+)\$/\$1/,DEFAULT
+
+# SASL_SSL: SCRAM users (added when the storage is formatted); the broker logs in as broker.
+sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256
+sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="broker" password="$(<"$sdir/broker.password")";
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+
+# Nothing without an ACL; admin and the broker itself are super users.
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+allow.everyone.if.no.acl.found=false
+super.users=User:admin;User:broker
+
+$(single_node_properties)
+PROPS
+    mv -f "$dir/$PROPS_NAME.tmp" "$dir/$PROPS_NAME"
+  ) || die "cannot write $dir/$PROPS_NAME"
+}
+
+# Like broker_answers, through TLS (verifying the broker's certificate against the CA): Kafka
+# answers ApiVersions on a SASL_SSL listener before authentication.
+broker_answers_tls() {
+  local port="$1" cafile="$2" resp
+  resp=$( { printf '\x00\x00\x00\x0f\x00\x12\x00\x00\x00\x00\x00\x01\x00\x05probe'; sleep 1; } \
+    | timeout 5 openssl s_client -connect "127.0.0.1:$port" -CAfile "$cafile" -verify_return_error \
+        -verify_ip 127.0.0.1 -quiet -no_ign_eof 2>/dev/null | head -c 10 | od -An -tx1 | tr -d ' \n') || resp=""
+  [[ "${resp:8:12}" == 000000010000 ]]
+}
+
+# Runs a Kafka CLI class as the admin; its output goes to the setup log (shown on failure).
+admin_tool() {
+  local log="$1" class="$2"; shift 2
+  printf '$ %s %s\n' "$class" "$*" >>"$log"
+  # shellcheck disable=SC2086
+  "$JAVA" $QUICK_TOOL_OPTS -Dlog4j2.configurationFile="$TOOLS_LOG_CONFIG" -cp "$LIB_DIR/*" \
+    "$class" "$@" >>"$log" 2>&1
+}
+
+# Topics (created by the admin; the services only check they exist) and least-privilege ACLs:
+#   generator: WRITE, DESCRIBE on the input topic (an idempotent producer needs no more)
+#   detector:  READ, DESCRIBE on the input topic; READ on its consumer group;
+#              WRITE, DESCRIBE on the legit, fraud and dead-letter topics;
+#              WRITE, DESCRIBE on transactional ids starting with its prefix (exactly_once)
+# Skipped when the data dir records the same set as last time.
+secure_setup() {
+  local dir="$1" port="$2" sdir="$3"
+  local input="${TRANSACTIONS_TOPIC:-queueing.transactions}"
+  local legit="${LEGIT_TOPIC:-streaming.transactions.legit}"
+  local fraud="${FRAUD_TOPIC:-streaming.transactions.fraud}"
+  local dead="${DEAD_LETTER_TOPIC:-streaming.transactions.invalid}"
+  local partitions="${TRANSACTIONS_TOPIC_PARTITIONS:-3}"
+  local group="${CONSUMER_GROUP:-detector}"
+  local txn_prefix="${DETECTOR_TRANSACTIONAL_ID_PREFIX:-$group}"
+  local want="input=$input legit=$legit fraud=$fraud dead=$dead partitions=$partitions group=$group txn_prefix=$txn_prefix"
+  [[ -f "$dir/$SETUP_NAME" && "$(<"$dir/$SETUP_NAME")" == "$want" ]] && return 0
+  [[ "$partitions" =~ ^[1-9][0-9]*$ ]] || die "TRANSACTIONS_TOPIC_PARTITIONS must be a positive number"
+
+  say "creating topics and ACLs as admin ($want) ..."
+  local log="$dir/$SETUP_LOG_NAME" conn create_topic add_acl
+  conn=(--bootstrap-server "127.0.0.1:$port" --command-config "$sdir/admin.properties")
+  create_topic=(org.apache.kafka.tools.TopicCommand "${conn[@]}" --create --if-not-exists
+         --partitions "$partitions" --replication-factor 1)
+  add_acl=(org.apache.kafka.tools.AclCommand "${conn[@]}" --add --force)
+  # Eight short JVMs, independent of each other (an ACL may name a topic not created yet): run
+  # them side by side, as many at a time as there are CPUs, each with a log of its own.
+  local -a running=() logs=()
+  local max_jobs failed=0
+  max_jobs=$(nproc 2>/dev/null || echo 2)
+  settle_setup_jobs() {
+    local pid
+    for pid in "${running[@]}"; do wait "$pid" || failed=1; done
+    running=()
+  }
+  run_setup_job() {
+    ((${#running[@]} < max_jobs)) || settle_setup_jobs
+    local job_log="$log.$((${#logs[@]} + 1))"
+    logs+=("$job_log")
+    : >"$job_log"
+    admin_tool "$job_log" "$@" &
+    running+=($!)
+  }
+  run_setup_job "${create_topic[@]}" --topic "$input"
+  run_setup_job "${create_topic[@]}" --topic "$legit"
+  run_setup_job "${create_topic[@]}" --topic "$fraud"
+  run_setup_job "${create_topic[@]}" --topic "$dead" --config "max.message.bytes=$DEAD_LETTER_MAX_MESSAGE_BYTES"
+  run_setup_job "${add_acl[@]}" --allow-principal User:generator \
+    --operation WRITE --operation DESCRIBE --topic "$input"
+  run_setup_job "${add_acl[@]}" --allow-principal User:detector \
+    --operation READ --operation DESCRIBE --topic "$input" --group "$group"
+  run_setup_job "${add_acl[@]}" --allow-principal User:detector \
+    --operation WRITE --operation DESCRIBE --topic "$legit" --topic "$fraud" --topic "$dead"
+  run_setup_job "${add_acl[@]}" --allow-principal User:detector \
+    --operation WRITE --operation DESCRIBE --transactional-id "$txn_prefix" --resource-pattern-type PREFIXED
+  settle_setup_jobs
+  cat "${logs[@]}" >"$log" && rm -f "${logs[@]}"
+  ((failed == 0)) || { cat "$log" >&2; die "creating topics or ACLs failed (log: $log)"; }
+  printf '%s\n' "$want" >"$dir/$SETUP_NAME"
+}
+
+print_secrets_location() {
+  local sdir="$1"
+  say "credentials and CA are in $sdir (readable by you only):"
+  say "  CA certificate (KAFKA_SSL_CA_FILE): $sdir/ca.crt"
+  say "  passwords (KAFKA_SASL_PASSWORD_FILE): $sdir/{admin,generator,detector}.password"
+  say "  Kafka CLI tools as admin: --command-config $sdir/admin.properties"
+}
+
+cmd_secrets() {
+  local docker=0 args=()
+  while (($#)); do
+    case "$1" in
+      --docker) docker=1; shift ;;
+      *) args+=("$1"); shift ;;
+    esac
+  done
+  parse_broker_opts 1 "${args[@]}"
+  local sdir
+  sdir=$(abs_dir "$OPT_SECRETS_DIR") || die "cannot create secrets dir $OPT_SECRETS_DIR"
+  ensure_secrets "$sdir"
+  ((docker)) && export_docker_secrets "$sdir"
+  print_secrets_location "$sdir"
 }
 
 # --------------------------------------------------------------------------- up
@@ -193,20 +483,7 @@ inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 log.dirs=$dir/$KAFKA_LOGS_NAME
 
-# Single node: every internal topic has exactly one replica.
-offsets.topic.replication.factor=1
-offsets.topic.num.partitions=10
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-transaction.state.log.num.partitions=10
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
-default.replication.factor=1
-min.insync.replicas=1
-
-num.partitions=3
-auto.create.topics.enable=true
-group.initial.rebalance.delay.ms=0
+$(single_node_properties)
 EOF
   mv -f "$dir/$PROPS_NAME.tmp" "$dir/$PROPS_NAME"
 }
@@ -246,19 +523,33 @@ cmd_up() {
   is_port "$port" || die "invalid broker port: '$port'"
   is_port "$cport" || die "invalid controller port: '$cport'"
   [[ "$port" != "$cport" ]] || die "broker and controller ports must differ (both $port)"
-  ((OPT_SECURE)) && say "--secure is not implemented yet; starting a PLAINTEXT broker"
+  local mode=plaintext sdir=""
+  ((OPT_SECURE)) && mode=secure
   cmd_jars
 
   dir=$(abs_dir "$OPT_DATA_DIR") || die "cannot create data dir $OPT_DATA_DIR"
+  if [[ "$mode" == secure ]]; then
+    sdir=$(abs_dir "$OPT_SECRETS_DIR") || die "cannot create secrets dir $OPT_SECRETS_DIR"
+    ensure_secrets "$sdir"
+  fi
   local lock_fd
   exec {lock_fd}>"$dir/.lock"
   flock "$lock_fd"
 
   if pid=$(running_pid "$dir"); then
     running_port=$(broker_port "$dir")
-    say "already running (pid $pid, 127.0.0.1:$running_port, data dir $dir); nothing to do"
+    if [[ "$(broker_mode "$dir")" != "$mode" ]]; then
+      die "a $(broker_mode "$dir") broker already runs on $dir (pid $pid, port $running_port); run 'kafka/broker.sh down' (make kafka-down) first to restart it as $mode"
+    fi
+    say "already running (pid $pid, 127.0.0.1:$running_port, $mode, data dir $dir); nothing to do"
     [[ "$running_port" == "$port" ]] \
       || say "note: it listens on $running_port, not the requested $port; run 'down' first to change ports"
+    if [[ "$mode" == secure ]]; then
+      [[ "$(cat "$dir/$CREDENTIALS_NAME" 2>/dev/null)" == "$(credentials_fingerprint "$sdir")" ]] \
+        || die "the broker on $dir was set up with other passwords than those in $sdir; use the secrets dir it was made with (--secrets-dir)"
+      secure_setup "$dir" "$running_port" "$sdir"
+      print_secrets_location "$sdir"
+    fi
     return 0
   fi
   rm -f "$dir/$PID_NAME"
@@ -266,16 +557,46 @@ cmd_up() {
   port_open "$cport" && die "controller port $cport is already in use by another process"
 
   : >"$dir/$MARKER_NAME"
-  write_server_properties "$dir" "$port" "$cport"
+  local formatted=0 fingerprint=""
+  [[ -f "$dir/$KAFKA_LOGS_NAME/meta.properties" ]] && formatted=1
+  if [[ "$mode" == secure ]]; then
+    # SCRAM users exist only if the storage was formatted with them, with these passwords.
+    fingerprint=$(credentials_fingerprint "$sdir")
+    if ((formatted)) && [[ ! -f "$dir/$CREDENTIALS_NAME" ]]; then
+      die "$dir was formatted without SCRAM users (by a plain 'up'); wipe it with 'kafka/broker.sh clean' (make kafka-clean) or use another --data-dir for --secure"
+    fi
+    if ((formatted)) && [[ "$(<"$dir/$CREDENTIALS_NAME")" != "$fingerprint" ]]; then
+      die "$dir was formatted with other passwords than those in $sdir; wipe it with 'kafka/broker.sh clean' (make kafka-clean) or use the secrets dir it was made with (--secrets-dir)"
+    fi
+    write_secure_server_properties "$dir" "$port" "$cport" "$sdir"
+  else
+    write_server_properties "$dir" "$port" "$cport"
+  fi
 
-  if [[ ! -f "$dir/$KAFKA_LOGS_NAME/meta.properties" ]]; then
+  if ((!formatted)); then
     say "formatting new KRaft storage in $dir/$KAFKA_LOGS_NAME"
+    local format_args=() user mechanism
+    if [[ "$mode" == secure ]]; then
+      for user in "${SCRAM_USERS[@]}"; do
+        for mechanism in "${SCRAM_MECHANISMS[@]}"; do
+          format_args+=(--add-scram "$mechanism=[name=$user,password=$(<"$sdir/$user.password")]")
+        done
+      done
+    fi
     # shellcheck disable=SC2086
     (cd "$dir" && "$JAVA" $QUICK_TOOL_OPTS -Dlog4j2.configurationFile="$TOOLS_LOG_CONFIG" \
       -cp "$LIB_DIR/*" kafka.tools.StorageTool format \
-      --cluster-id "$(new_cluster_id)" --config "$dir/$PROPS_NAME" --ignore-formatted >/dev/null) \
+      --cluster-id "$(new_cluster_id)" --config "$dir/$PROPS_NAME" --ignore-formatted \
+      "${format_args[@]}" >/dev/null) \
       || die "formatting storage failed (config: $dir/$PROPS_NAME)"
+    if [[ "$mode" == secure ]]; then
+      printf '%s\n' "$fingerprint" >"$dir/$CREDENTIALS_NAME"
+    else
+      rm -f "$dir/$CREDENTIALS_NAME"
+    fi
+    rm -f "$dir/$SETUP_NAME"
   fi
+  printf '%s\n' "$mode" >"$dir/$MODE_NAME"
 
   # setsid: own session, so the broker survives the caller's terminal/process group.
   # The child records its own pid, then execs java (same pid). fds: no inherited
@@ -312,10 +633,20 @@ cmd_up() {
       rm -f "$dir/$PID_NAME"
       die "start-up timed out; logs: $dir/$SERVER_LOG_NAME, $dir/$OUT_NAME"
     fi
-    broker_answers "$port" && break
+    if [[ "$mode" == secure ]]; then
+      broker_answers_tls "$port" "$sdir/ca.crt" && break
+    else
+      broker_answers "$port" && break
+    fi
     sleep 0.2
   done
-  say "ready: 127.0.0.1:$port (controller $cport, pid $pid, data dir $dir) in $((SECONDS - start))s"
+  if [[ "$mode" == secure ]]; then
+    say "ready: SASL_SSL 127.0.0.1:$port (SCRAM-SHA-512/256 over TLS, ACLs enforced; controller $cport with mutual TLS; pid $pid, data dir $dir) in $((SECONDS - start))s"
+    secure_setup "$dir" "$port" "$sdir"
+    print_secrets_location "$sdir"
+  else
+    say "ready: 127.0.0.1:$port (controller $cport, pid $pid, data dir $dir) in $((SECONDS - start))s"
+  fi
   exec {lock_fd}>&-
 }
 
@@ -360,8 +691,9 @@ cmd_status() {
   parse_broker_opts 0 "$@"
   local dir="$OPT_DATA_DIR" pid
   if [[ -d "$dir" ]] && dir=$(cd -- "$dir" && pwd -P) && pid=$(running_pid "$dir"); then
-    printf 'running pid=%s port=%s controller_port=%s data_dir=%s\n' \
-      "$pid" "$(broker_port "$dir")" "$(prop "$dir" controller.quorum.voters | sed 's/.*://')" "$dir"
+    printf 'running pid=%s port=%s controller_port=%s data_dir=%s mode=%s\n' \
+      "$pid" "$(broker_port "$dir")" "$(prop "$dir" controller.quorum.voters | sed 's/.*://')" "$dir" \
+      "$(broker_mode "$dir")"
     return 0
   fi
   printf 'not running data_dir=%s\n' "$dir"
@@ -395,6 +727,13 @@ cmd_consume() {
   cmd_jars
 
   local -a args=(--bootstrap-server "$bootstrap" --topic "$topic" --from-beginning)
+  # The secure broker of KAFKA_DATA_DIR (when it is the one asked): read as its admin.
+  local ddir="${KAFKA_DATA_DIR:-$REPO_ROOT/.kafka-data}" config="${KAFKA_CONSUME_CONFIG:-}"
+  if [[ -z "$config" && "$(broker_mode "$ddir")" == secure ]] && running_pid "$ddir" >/dev/null \
+    && [[ "${bootstrap##*:}" == "$(broker_port "$ddir")" ]]; then
+    config="${KAFKA_SECRETS_DIR:-$DEFAULT_SECRETS_DIR}/admin.properties"
+  fi
+  [[ -n "$config" ]] && args+=(--consumer.config "$config")
   [[ -n "$max" ]] && args+=(--max-messages "$max")
   [[ -n "$timeout_ms" ]] && args+=(--timeout-ms "$timeout_ms")
   if [[ "${CONSUME_PRINT_KEY:-0}" == 1 ]]; then
@@ -425,6 +764,7 @@ main() {
     down)    cmd_down "$@" ;;
     clean)   cmd_clean "$@" ;;
     status)  cmd_status "$@" ;;
+    secrets) cmd_secrets "$@" ;;
     consume) cmd_consume "$@" ;;
     tool)    cmd_tool "$@" ;;
     help|-h|--help) usage ;;

@@ -7,6 +7,27 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-.venv/bin/python}
 DETECTORS=${DETECTORS:-1}
 [[ "$DETECTORS" =~ ^[1-9][0-9]*$ ]] || { echo "run-local: DETECTORS must be a positive number" >&2; exit 2; }
+SECURE=${SECURE:-}
+
+# SECURE=1 (the broker from `kafka/broker.sh up --secure`): each service logs in as its own SCRAM
+# user over TLS; passwords are handed over as files (*_FILE), never on a command line or in env.
+secure_env=()
+if [[ "$SECURE" == 1 ]]; then
+  secrets=$(cd "${KAFKA_SECRETS_DIR:-.kafka-secrets}" 2>/dev/null && pwd -P) \
+    || { echo "run-local: no secrets dir; start the broker with 'make kafka-up SECURE=1'" >&2; exit 2; }
+  secure_env=(KAFKA_SECURITY_PROTOCOL=SASL_SSL KAFKA_SASL_MECHANISM=SCRAM-SHA-512
+              "KAFKA_SSL_CA_FILE=$secrets/ca.crt")
+fi
+# Runs "$@" with the credentials of SCRAM user $1 when SECURE=1. Only called with `&`: exec keeps
+# the background job's pid the service's own, so stop_all's SIGTERM reaches the service.
+as_user() {
+  local user="$1"; shift
+  if [[ "$SECURE" == 1 ]]; then
+    exec env "${secure_env[@]}" "KAFKA_SASL_USERNAME=$user" \
+      "KAFKA_SASL_PASSWORD_FILE=$secrets/$user.password" "$@"
+  fi
+  exec "$@"
+}
 
 pids=()
 stop_all() {
@@ -20,14 +41,17 @@ stop_all() {
 }
 trap stop_all INT TERM
 
+# The ACLs of the secure broker allow the detector transactional ids starting with its group.
 for ((i = 0; i < DETECTORS; i++)); do
-  TRANSACTIONAL_ID="detector-local-$i" "$PYTHON" -m detector &
+  TRANSACTIONAL_ID="${CONSUMER_GROUP:-detector}-local-$i" as_user detector "$PYTHON" -m detector &
   pids+=($!)
 done
-"$PYTHON" -m generator &
+as_user generator "$PYTHON" -m generator &
 pids+=($!)
 
-echo "run-local: generator and $DETECTORS detector(s) running; watch with 'make consume-fraud'; Ctrl-C stops" >&2
+mode=""
+[[ "$SECURE" == 1 ]] && mode=" over SASL_SSL (users generator and detector, secrets in $secrets)"
+echo "run-local: generator and $DETECTORS detector(s) running$mode; watch with 'make consume-fraud'; Ctrl-C stops" >&2
 # If a service exits by itself (bad setting, broker gone), stop the rest too.
 wait -n "${pids[@]}"
 status=$?

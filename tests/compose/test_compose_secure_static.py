@@ -13,7 +13,6 @@ settings the code reads.
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -26,8 +25,10 @@ from detector.config import DetectorSettings
 from generator.config import GeneratorSettings
 from tests.compose.compose_files import (
     as_str,
+    compose_cli,
     environment_of,
     interpolate,
+    parse_listeners,
     read_dotenv,
     references,
     walk_strings,
@@ -84,15 +85,6 @@ def _script(service: dict[str, Any]) -> str:
     return "\n".join(command) if isinstance(command, list) else str(command)
 
 
-def _listeners(value: str) -> dict[str, tuple[str, int]]:
-    out = {}
-    for item in value.split(","):
-        name, _, address = item.strip().partition("://")
-        host, _, port = address.rpartition(":")
-        out[name] = (host, int(port))
-    return out
-
-
 # --------------------------------------------------------------------------- schema
 
 
@@ -127,28 +119,9 @@ def test_no_version_key_and_variables_have_the_base_defaults(
                 assert default == dotenv[var], f"{name}: ${{{var}}} default differs from .env"
 
 
-def _compose_cli() -> list[str] | None:
-    for cli in (["docker", "compose"], ["docker-compose"]):
-        if shutil.which(cli[0]) is None:
-            continue
-        try:
-            out = subprocess.run(
-                [*cli, "version", "--short"],
-                capture_output=True,
-                text=True,
-                timeout=30,
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-        if out.returncode == 0 and re.match(r"v?[2-9]\.", out.stdout.strip()):
-            return cli
-    return None
-
-
 @pytest.mark.parametrize(("override", "base"), OVERRIDES.items())
 def test_compose_cli_accepts_the_merged_files(override: str, base: str, tmp_path: Path) -> None:
-    cli = _compose_cli()
+    cli = compose_cli()
     if cli is None:
         pytest.skip("no Compose v2 CLI (`docker compose` plugin or docker-compose v2) on PATH")
     out = subprocess.run(
@@ -169,8 +142,8 @@ def test_compose_cli_accepts_the_merged_files(override: str, base: str, tmp_path
 
 def test_broker_has_no_plaintext_listener(merged: dict[str, dict[str, Any]]) -> None:
     env = _env(_service(merged[KAFKA_SECURE], "broker"))
-    listeners = _listeners(env["KAFKA_LISTENERS"])
-    advertised = _listeners(env["KAFKA_ADVERTISED_LISTENERS"])
+    listeners = parse_listeners(env["KAFKA_LISTENERS"])
+    advertised = parse_listeners(env["KAFKA_ADVERTISED_LISTENERS"])
     protocols = dict(
         item.split(":") for item in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(",")
     )

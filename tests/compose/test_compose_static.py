@@ -13,7 +13,6 @@ import ast
 import json
 import operator
 import re
-import shutil
 import subprocess
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -25,8 +24,10 @@ import yaml
 
 from tests.compose.compose_files import (
     as_str,
+    compose_cli,
     environment_of,
     interpolate,
+    parse_listeners,
     read_dotenv,
     references,
     walk_strings,
@@ -123,32 +124,9 @@ def test_no_version_key(name: str, raw: dict[str, dict[str, Any]]) -> None:
     assert "version" not in raw[name], f"{name}: the top-level `version` key is obsolete"
 
 
-def _compose_cli() -> list[str] | None:
-    """`docker compose` (v2 plugin) or a standalone v2 `docker-compose`; they need no engine."""
-    candidates = []
-    if shutil.which("docker"):
-        candidates.append(["docker", "compose"])
-    if shutil.which("docker-compose"):
-        candidates.append(["docker-compose"])
-    for cli in candidates:
-        try:
-            out = subprocess.run(
-                [*cli, "version", "--short"],
-                capture_output=True,
-                text=True,
-                timeout=30,
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-        if out.returncode == 0 and re.match(r"v?[2-9]\.", out.stdout.strip()):
-            return cli
-    return None
-
-
 @pytest.mark.parametrize("name", COMPOSE_FILES)
 def test_compose_cli_accepts_file(name: str) -> None:
-    cli = _compose_cli()
+    cli = compose_cli()
     if cli is None:
         pytest.skip("no Compose v2 CLI (`docker compose` plugin or docker-compose v2) on PATH")
     out = subprocess.run(
@@ -252,7 +230,8 @@ def test_images_are_pinned(resolved: dict[str, dict[str, Any]]) -> None:
             _, tag = _image_tag(image)
             assert tag, f"{file}:{name}: {image} has no tag"
             assert tag != "latest", f"{file}:{name}: {image} is not pinned"
-            assert re.fullmatch(r"\d+(\.\d+)+([-.][\w.-]+)?", tag), (
+            # An optional leading "v": prom/prometheus and kafbat/kafka-ui only tag v1.2.3.
+            assert re.fullmatch(r"v?\d+(\.\d+)+([-.][\w.-]+)?", tag), (
                 f"{file}:{name}: {image} has no concrete version tag"
             )
 
@@ -283,15 +262,6 @@ def test_kafka_image_matches_pom_version(resolved: dict[str, dict[str, Any]]) ->
 # --------------------------------------------------------------------------- broker
 
 
-def _listeners(value: str) -> dict[str, tuple[str, int]]:
-    out = {}
-    for item in value.split(","):
-        name, _, address = item.strip().partition("://")
-        host, _, port = address.rpartition(":")
-        out[name] = (host, int(port))
-    return out
-
-
 def _broker(resolved: dict[str, dict[str, Any]]) -> dict[str, Any]:
     broker: dict[str, Any] = resolved[KAFKA_FILE]["services"]["broker"]
     return broker
@@ -313,8 +283,8 @@ def test_broker_is_single_node_kraft(resolved: dict[str, dict[str, Any]]) -> Non
             assert "zookeeper" not in (name + service.get("image", "")).lower(), f"{file}:{name}"
     assert re.fullmatch(r"[A-Za-z0-9_-]{22}", env["CLUSTER_ID"]), "CLUSTER_ID: a base64url UUID"
 
-    listeners = _listeners(env["KAFKA_LISTENERS"])
-    advertised = _listeners(env["KAFKA_ADVERTISED_LISTENERS"])
+    listeners = parse_listeners(env["KAFKA_LISTENERS"])
+    advertised = parse_listeners(env["KAFKA_ADVERTISED_LISTENERS"])
     protocols = dict(
         item.split(":") for item in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(",")
     )
@@ -333,8 +303,8 @@ def test_broker_is_single_node_kraft(resolved: dict[str, dict[str, Any]]) -> Non
 
 def test_broker_host_listener_is_published(resolved: dict[str, dict[str, Any]]) -> None:
     env = _broker_env(resolved)
-    listeners = _listeners(env["KAFKA_LISTENERS"])
-    host, advertised_port = _listeners(env["KAFKA_ADVERTISED_LISTENERS"])["PLAINTEXT_HOST"]
+    listeners = parse_listeners(env["KAFKA_LISTENERS"])
+    host, advertised_port = parse_listeners(env["KAFKA_ADVERTISED_LISTENERS"])["PLAINTEXT_HOST"]
     assert host == "localhost"
     ports = _broker(resolved).get("ports", [])
     assert len(ports) == 1, "publish only the host listener (not 9092, not the controller)"

@@ -1,8 +1,10 @@
 """`docker compose up` without Docker: each compose service's own command, with the compose
 file's own environment, run as a local process against the test broker.
 
-Only the broker's host name is mapped (broker:9092 -> the test broker); everything else is what
-users get from docker-compose.yml, .env and the Dockerfiles' CMD.
+Two things are mapped, as Docker would: the broker's host name (broker:9092 -> the test broker),
+and METRICS_PORT, which each container has to itself but local processes share, so each gets a
+free port. Everything else is what users get from docker-compose.yml, .env and the Dockerfiles'
+CMD; the compose healthcheck command then runs against each service.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from tests.broker import free_port
 from tests.compose.compose_files import REPO, environment_of, load_compose
 from tests.kafka_helpers import Service, consume, wait_until
 
@@ -37,21 +40,34 @@ def dockerfile_cmd(service: dict[str, Any]) -> list[str]:
 def service_env(service: dict[str, Any], bootstrap: str) -> dict[str, str]:
     env = {k: str(v) for k, v in environment_of(service).items() if v not in (None, "")}
     assert env["KAFKA_BROKER_URL"] == COMPOSE_BROKER
-    env["KAFKA_BROKER_URL"] = bootstrap  # the one mapping: the compose host name to the test broker
+    env["KAFKA_BROKER_URL"] = bootstrap
+    if "METRICS_PORT" in env:
+        env["METRICS_PORT"] = str(free_port())
     return env
+
+
+def healthcheck_passes(service: dict[str, Any], env: dict[str, str]) -> bool:
+    """Run the service's compose healthcheck command (CMD form) with its environment."""
+    test = service["healthcheck"]["test"]
+    assert test[:2] == ["CMD", "python"]
+    done = subprocess.run(
+        [sys.executable, *test[2:]],
+        env={**os.environ, **env},
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    return done.returncode == 0
 
 
 def test_compose_services_run_as_local_processes(bootstrap: str, tmp_path: Path) -> None:
     compose = load_compose("docker-compose.yml")
-    processes = {}
+    processes, envs = {}, {}
     for name in ("detector", "generator"):
         service = compose["services"][name]
-        log_path = tmp_path / f"{name}.log"
-        processes[name] = Service(
-            dockerfile_cmd(service), service_env(service, bootstrap), log_path
-        )
-    detector_env = service_env(compose["services"]["detector"], bootstrap)
-    fraud, legit = detector_env["FRAUD_TOPIC"], detector_env["LEGIT_TOPIC"]
+        envs[name] = service_env(service, bootstrap)
+        processes[name] = Service(dockerfile_cmd(service), envs[name], tmp_path / f"{name}.log")
+    fraud, legit = envs["detector"]["FRAUD_TOPIC"], envs["detector"]["LEGIT_TOPIC"]
     try:
         wait_until(
             lambda: len(consume(bootstrap, [fraud], 20, timeout=2)) >= 20,
@@ -60,6 +76,8 @@ def test_compose_services_run_as_local_processes(bootstrap: str, tmp_path: Path)
         )
         for name, process in processes.items():
             assert process.running(), f"{name} exited:\n{process.output()}"
+            check = compose["services"][name], envs[name]
+            wait_until(lambda: healthcheck_passes(*check), 30, f"{name} healthy")  # noqa: B023
     finally:
         codes = {name: process.stop(timeout=20) for name, process in processes.items()}
     assert codes == {"detector": 0, "generator": 0}, {n: p.output() for n, p in processes.items()}

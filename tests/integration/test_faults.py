@@ -1,0 +1,413 @@
+"""Kill tests: faults mid-stream, then a read_committed audit of every input record.
+
+Modelled on Kafka's transactions system test: unique input records are preloaded (or generated),
+the detector is SIGKILLed, rebalanced or cut off from the broker while it works, and at the end
+`python -m detector.audit --json` checks that each input record is in exactly one output topic,
+the one the rule picks. Each test prints its audit, so `pytest -rA` shows the numbers.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kafka.errors import KafkaError
+from kafka.structs import TopicPartition
+
+from fraudcore.codec import encode, encode_key
+from fraudcore.model import TransactionFactory
+from kafka import KafkaAdminClient, KafkaConsumer
+from tests.broker import Broker
+from tests.kafka_helpers import (
+    REPO_ROOT,
+    Service,
+    Topics,
+    consume,
+    create_topic,
+    produce,
+    wait_until,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+TOTAL = 20_000
+KILLS = 3
+# A SIGKILLed detector stays a group member until its session times out; the broker's minimum
+# keeps each restart short. Smaller polls make progress, and so each kill, finer grained.
+FAST_GROUP = {"SESSION_TIMEOUT_MS": "6000", "MAX_POLL_RECORDS": "500"}
+GUARANTEES = ["exactly_once", "at_least_once"]
+
+
+def produce_unique(bootstrap: str, topic: str, count: int, seed: int) -> None:
+    """`count` unique transactions (each has its own id), keyed by source account."""
+    factory = TransactionFactory(seed=seed)
+    txs = (factory.next() for _ in range(count))
+    assert produce(bootstrap, topic, ((encode_key(tx), encode(tx)) for tx in txs)) == count
+
+
+@pytest.fixture
+def admin(bootstrap: str) -> Iterator[KafkaAdminClient]:
+    client = KafkaAdminClient(bootstrap_servers=bootstrap)
+    yield client
+    client.close()
+
+
+def committed(admin: KafkaAdminClient, topics: Topics) -> dict[int, int]:
+    """The group's committed input offset per partition (read_committed: stable offsets)."""
+    try:
+        offsets = admin.list_group_offsets(topics.group).get(topics.group, {})
+    except KafkaError:  # e.g. no group coordinator yet on a fresh broker: nothing committed
+        return {}
+    return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topics.input}
+
+
+def committed_total(admin: KafkaAdminClient, topics: Topics) -> int:
+    return sum(committed(admin, topics).values())
+
+
+def audit(env: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    """Run the audit CLI as a user would; its exit status and JSON report."""
+    done = subprocess.run(
+        [sys.executable, "-m", "detector.audit", "--json", "--timeout", "90"],
+        env={**os.environ, **env},
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=150,
+        check=False,
+    )
+    assert done.returncode in (0, 1), f"audit failed ({done.returncode}): {done.stderr}"
+    return done.returncode, json.loads(done.stdout)
+
+
+def settled_audit(env: dict[str, str], timeout: float = 60.0) -> tuple[int, dict[str, Any]]:
+    """Audit until nothing is lost, or only `lost` keeps failing when time is up.
+
+    Outputs become visible to read_committed readers when their transaction ends; the open
+    transaction of a killed detector whose TRANSACTIONAL_ID is not reused ends only when the
+    broker aborts it (TRANSACTION_TIMEOUT_MS, checked every 10 s). Committed records never go
+    away, so duplicates, misrouted and unexpected records are final at once.
+    """
+    started = time.monotonic()
+    for attempt in itertools.count(1):
+        status, report = audit(env)
+        final = report["duplicated"] or report["misrouted"] or report["unexpected"]
+        if report["lost"] == 0 or final or time.monotonic() > started + timeout:
+            waited = time.monotonic() - started
+            print(f"audit {attempt} after {waited:.1f}s:", json.dumps(report["counts"]))
+            print("audit:", json.dumps({k: v for k, v in report.items() if k != "examples"}))
+            if not report["ok"]:
+                print("examples:", json.dumps(report["examples"]))
+            return status, report
+        time.sleep(1.0)
+    raise AssertionError("unreachable")
+
+
+def uncommitted_output_count(bootstrap: str, topics: Topics) -> int:
+    """Output records including those of aborted transactions (read_uncommitted)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_uncommitted")
+    try:
+        names = [topics.legit, topics.fraud, topics.invalid]
+        tps = [TopicPartition(t, p) for t in names for p in consumer.partitions_for_topic(t)]
+        ends = consumer.end_offsets(tps)
+        consumer.assign(tps)
+        consumer.seek_to_beginning()
+        count = 0
+        deadline = time.monotonic() + 60
+        while any(consumer.position(tp) < ends[tp] for tp in tps):
+            assert time.monotonic() < deadline, "could not read the outputs to their end"
+            for batch in consumer.poll(timeout_ms=200).values():
+                count += len(batch)
+        return count
+    finally:
+        consumer.close()
+
+
+def assigned(service: Service) -> set[int]:
+    """The input partitions a detector last logged as assigned to it."""
+    lines = [line for line in service.output().splitlines() if "assigned partitions:" in line]
+    return {int(p) for p in re.findall(r"-(\d+)'", lines[-1])} if lines else set()
+
+
+def assert_exactly_once(report: dict[str, Any], total: int) -> None:
+    assert report["counts"]["input"] == total
+    assert (report["lost"], report["duplicated"]) == (0, 0), report["examples"]
+    assert (report["misrouted"], report["unexpected"]) == (0, 0), report["examples"]
+    outputs = report["counts"]
+    assert outputs["legit"] + outputs["fraud"] + outputs["dead_letter"] == total
+    assert {k: outputs[k] for k in report["expected"]} == report["expected"]
+    assert report["ok"]
+
+
+class OutputEnds:
+    """Whether an output partition holds records of a transaction still open: its end offset
+    (high watermark) is past its last stable offset, the end read_committed readers see."""
+
+    def __init__(self, bootstrap: str, topics: Topics) -> None:
+        self._names = [topics.legit, topics.fraud, topics.invalid]
+        self._all = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        self._stable = KafkaConsumer(
+            bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed"
+        )
+
+    def open_transaction(self) -> bool:
+        tps = [
+            TopicPartition(name, p)
+            for name in self._names
+            for p in self._all.partitions_for_topic(name)
+        ]
+        ends, stable = self._all.end_offsets(tps), self._stable.end_offsets(tps)
+        return any(ends[tp] > stable[tp] for tp in tps)
+
+    def close(self) -> None:
+        self._all.close()
+        self._stable.close()
+
+
+def kill_mid_stream(
+    admin: KafkaAdminClient,
+    topics: Topics,
+    env: dict[str, str],
+    tmp_path: Path,
+    *,
+    seed: int,
+    transactional: bool,
+) -> list[Service]:
+    """Start a detector, let it commit something new, SIGKILL it at a random moment; KILLS times.
+
+    With transactions, the kill waits for outputs of an open transaction in the log, so that
+    it has something to abort.
+    """
+    rng = random.Random(seed)
+    killed: list[Service] = []
+    ends = OutputEnds(env["KAFKA_BROKER_URL"], topics)
+    try:
+        last = committed_total(admin, topics)
+        for kill in range(1, KILLS + 1):
+            detector = Service.module("detector", env, tmp_path)
+            killed.append(detector)
+
+            def progressed(since: int = last, detector: Service = detector) -> bool:
+                assert detector.running(), detector.output()
+                return committed_total(admin, topics) > since
+
+            wait_until(progressed, 60, f"new committed output before kill {kill}", interval=0.05)
+            time.sleep(rng.uniform(0.02, 0.25))  # mid-batch: a transaction lasts ~100 ms
+            if transactional:
+                wait_until(ends.open_transaction, 30, "an open transaction", interval=0.005)
+            assert detector.running(), detector.output()
+            detector.kill()
+            last = committed_total(admin, topics)
+            print(f"kill {kill}: SIGKILL with {last} of {TOTAL} input records committed")
+            assert last < TOTAL, "the stream ended before the kill; preload more records"
+    except BaseException:
+        for service in killed:
+            service.kill()
+        raise
+    finally:
+        ends.close()
+    return killed
+
+
+@pytest.mark.parametrize("guarantee", GUARANTEES)
+def test_sigkill_mid_stream_then_restart(
+    bootstrap: str, topics: Topics, tmp_path: Path, admin: KafkaAdminClient, guarantee: str
+) -> None:
+    """(a) exactly_once: three SIGKILLs mid-stream, same TRANSACTIONAL_ID, nothing lost or doubled.
+    (d) at_least_once under the same kills: nothing lost; duplicates are allowed and reported."""
+    create_topic(bootstrap, topics.input, partitions=3)
+    produce_unique(bootstrap, topics.input, TOTAL, seed=21)
+    env = {
+        **topics.env(bootstrap),
+        **FAST_GROUP,
+        "PROCESSING_GUARANTEE": guarantee,
+        "TRANSACTIONAL_ID": f"fault-{topics.group}-0",
+    }
+    started = time.monotonic()
+    services = kill_mid_stream(
+        admin,
+        topics,
+        env,
+        tmp_path,
+        seed=GUARANTEES.index(guarantee),
+        transactional=guarantee == "exactly_once",
+    )
+    try:
+        final = Service.module("detector", env, tmp_path)
+        services.append(final)
+
+        def all_committed() -> bool:
+            assert final.running(), final.output()
+            return committed_total(admin, topics) == TOTAL
+
+        wait_until(all_committed, 120, "every input record committed", interval=0.2)
+        status, report = settled_audit(env)
+        assert final.running(), final.output()
+        assert final.stop() == 0, final.output()
+    finally:
+        for service in services:
+            service.kill()
+    print(f"{guarantee}: {KILLS} kills, stream done in {time.monotonic() - started:.1f}s")
+    assert report["counts"]["input"] == TOTAL
+    assert report["lost"] == 0, report["examples"]
+    assert (report["misrouted"], report["unexpected"]) == (0, 0), report["examples"]
+    if guarantee == "exactly_once":
+        assert_exactly_once(report, TOTAL)
+        assert status == 0
+        # The kills did interrupt transactions: their outputs are in the log, aborted.
+        written = uncommitted_output_count(bootstrap, topics)
+        print(f"output records written {written}, of which aborted {written - TOTAL}")
+        assert written > TOTAL
+    else:
+        print(f"at_least_once: {report['duplicated']} duplicates after {KILLS} SIGKILLs")
+        assert status == (1 if report["duplicated"] else 0)
+
+
+def test_sigkill_one_of_two_detectors_and_start_a_third(
+    bootstrap: str, topics: Topics, tmp_path: Path, admin: KafkaAdminClient
+) -> None:
+    """(b) Two detectors share a 6-partition input; one is SIGKILLed mid-stream and a third one
+    joins. Its partitions move on, its open transaction is aborted by the broker: exactly once."""
+    partitions = 6
+    create_topic(bootstrap, topics.input, partitions)
+    env = {
+        **topics.env(bootstrap),
+        **FAST_GROUP,
+        "TRANSACTIONS_TOPIC_PARTITIONS": str(partitions),
+        "TRANSACTION_TIMEOUT_MS": "5000",
+    }
+    services: list[Service] = []
+
+    def start(instance: int) -> Service:
+        service = Service.module(
+            "detector", {**env, "TRANSACTIONAL_ID": f"fault-{topics.group}-{instance}"}, tmp_path
+        )
+        services.append(service)
+        return service
+
+    try:
+        first, second = start(0), start(1)
+
+        def split_between_both() -> bool:
+            mine, theirs = assigned(first), assigned(second)
+            return (
+                bool(mine)
+                and bool(theirs)
+                and mine.isdisjoint(theirs)
+                and (mine | theirs == set(range(partitions)))
+            )
+
+        wait_until(split_between_both, 60, "the two detectors to share the partitions")
+        # Unique input, produced while both work, so that the kill falls mid-stream.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            producing = pool.submit(produce_unique, bootstrap, topics.input, TOTAL, 22)
+
+            def both_progressed() -> bool:
+                now = committed(admin, topics)
+                return sum(now.values()) > 2000 and all(now.get(p) for p in range(partitions))
+
+            wait_until(both_progressed, 60, "both detectors to commit", interval=0.05)
+            first.kill()
+            at_kill = committed_total(admin, topics)
+            producing.result(timeout=120)
+        print(f"split {sorted(assigned(first))} / {sorted(assigned(second))}")
+        print(f"SIGKILL of detector 0 with {at_kill} of {TOTAL} input records committed")
+        assert at_kill < TOTAL, "the stream ended before the kill; preload more records"
+        third = start(2)
+
+        def all_committed() -> bool:
+            assert second.running(), second.output()
+            assert third.running(), third.output()
+            return committed_total(admin, topics) == TOTAL
+
+        wait_until(all_committed, 120, "every input record committed", interval=0.2)
+        status, report = settled_audit(env)
+        assert second.running(), second.output()
+        assert third.running(), third.output()
+        assert second.stop() == 0, second.output()
+        assert third.stop() == 0, third.output()
+    finally:
+        for service in services:
+            service.kill()
+    assert_exactly_once(report, TOTAL)
+    assert status == 0
+
+
+def test_broker_outage_while_generating_and_detecting(
+    broker: Broker, bootstrap: str, topics: Topics, tmp_path: Path
+) -> None:
+    """(c) The broker stops for a few seconds mid-stream and comes back: the generator buffers
+    and delivers each transaction once, the detector recovers by itself, exactly once."""
+    if not broker.restartable:
+        pytest.skip(f"a {broker.kind} broker cannot be stopped and started again by the test")
+    count = 15_000
+    env = {**topics.env(bootstrap), "TRANSACTIONS_COUNT": str(count), "RANDOM_SEED": "23"}
+    env["TRANSACTIONS_PER_SECOND"] = "1000"
+    # Long transactions, shorter than the outage: the broker goes away with one open and, once
+    # back, aborts it on timeout; the detector has to notice and start afresh by itself.
+    env |= {"COMMIT_INTERVAL_MS": "1000", "TRANSACTION_TIMEOUT_MS": "5000"}
+    services: list[Service] = []
+    broker_down = False
+    try:
+        generator = Service.module("generator", env, tmp_path)
+        services.append(generator)
+        detector = Service.module("detector", env, tmp_path)
+        services.append(detector)
+
+        before = KafkaAdminClient(bootstrap_servers=bootstrap)
+        try:
+
+            def detecting() -> bool:
+                return committed_total(before, topics) > 2000
+
+            wait_until(detecting, 60, "the detector to commit 2000 records", interval=0.1)
+        finally:
+            before.close()
+        broker_down = True
+        stopped_at = time.monotonic()
+        broker.stop()
+        time.sleep(6)
+        broker.start()
+        broker_down = False
+        print(f"broker outage: {time.monotonic() - stopped_at:.1f}s (stop, 6 s, start)")
+
+        assert generator.wait(timeout=150) == 0, generator.output()
+        after_restart = KafkaAdminClient(bootstrap_servers=bootstrap)
+        try:
+
+            def all_committed() -> bool:
+                assert detector.running(), detector.output()
+                return committed_total(after_restart, topics) == count
+
+            wait_until(all_committed, 120, "every input record committed", interval=0.2)
+        finally:
+            after_restart.close()
+        status, report = settled_audit(env)
+        # Exactly the generated transactions in the input: none lost, none sent twice.
+        inputs = consume(bootstrap, [topics.input], count, timeout=60, settle=1.0)
+        factory = TransactionFactory(seed=23)
+        assert sorted(json.loads(r.value)["id"] for r in inputs) == sorted(
+            str(factory.next().id) for _ in range(count)
+        )
+        assert detector.running(), detector.output()
+        assert detector.stop() == 0, detector.output()
+        recoveries = detector.output().count("transactional producer was replaced")
+        print(f"detector producer replacements: {recoveries}")
+    finally:
+        if broker_down:
+            broker.start()  # the broker is shared by the whole session
+        for service in services:
+            service.kill()
+    assert_exactly_once(report, count)
+    assert status == 0

@@ -1,0 +1,306 @@
+"""How the detector gets over a failed transaction, without a broker (fake clients).
+
+The same paths run for real in tests/integration/test_faults.py; here each decision is pinned:
+stuck calls time out, a broken producer is replaced, the input is read again from the committed
+offsets of every assigned partition, and fencing by a live twin or a wrong setup is fatal.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from kafka.errors import (
+    CommitFailedError,
+    IllegalStateError,
+    InvalidProducerEpochError,
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    ProducerFencedError,
+    TopicAuthorizationFailedError,
+)
+from kafka.structs import TopicPartition
+
+from detector.app import (
+    MAX_PRODUCER_RESETS_IN_A_ROW,
+    Detector,
+    FatalDetectorError,
+    TransactionStalledError,
+    call_with_deadline,
+)
+from detector.config import DetectorSettings
+from fraudcore.runtime import StopFlag
+from tests.samples import tutorial_record
+
+HANG = "hang"
+INPUT = "in"
+TPS = [TopicPartition(INPUT, p) for p in range(3)]
+COMMITTED = {TPS[0]: 10, TPS[1]: None, TPS[2]: 7}
+
+
+@dataclass
+class Rec:
+    offset: int
+    partition: int = 0
+    topic: str = INPUT
+    key: bytes = b"k"
+    value: bytes = field(default_factory=lambda: tutorial_record(5.0))
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+    timestamp: int = 0
+
+
+class FakeFuture:
+    def add_errback(self, _callback: Callable[[BaseException], None]) -> FakeFuture:
+        return self
+
+
+class FakeProducer:
+    """Fails or hangs in the methods named in `fail`; records every call."""
+
+    def __init__(self, **fail: object) -> None:
+        self.fail = fail
+        self.calls: list[str] = []
+        self.closed = False
+        self.release = threading.Event()  # lets a hung call return at the end of the test
+
+    def _call(self, name: str) -> None:
+        self.calls.append(name)
+        failure = self.fail.get(name)
+        if failure == HANG:
+            self.release.wait(10)
+        elif isinstance(failure, BaseException):
+            raise failure
+
+    def begin_transaction(self) -> None:
+        self._call("begin_transaction")
+
+    def send(self, topic: str, **_record: Any) -> FakeFuture:
+        self._call("send")
+        return FakeFuture()
+
+    def send_offsets_to_transaction(self, offsets: object, group: object) -> None:
+        self._call("send_offsets_to_transaction")
+
+    def commit_transaction(self) -> None:
+        self._call("commit_transaction")
+
+    def abort_transaction(self) -> None:
+        self._call("abort_transaction")
+
+    def flush(self, timeout: float | None = None) -> None:
+        self._call("flush")
+
+    def close(self, timeout: float | None = None) -> None:
+        self.closed = True
+
+
+class FakeConsumer:
+    def __init__(self) -> None:
+        self.batches: list[Any] = []  # what poll() returns, or raises
+        self.positions: dict[TopicPartition, int] = {}
+
+    def subscribe(self, topics: list[str], listener: object) -> None:
+        pass
+
+    def poll(self, timeout_ms: int) -> dict[TopicPartition, list[Rec]]:
+        if self.batches and isinstance(self.batches[0], BaseException):
+            raise self.batches.pop(0)
+        return self.batches.pop(0) if self.batches else {}
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(TPS)
+
+    def committed(self, tp: TopicPartition) -> int | None:
+        return COMMITTED[tp]
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.positions[tp] = offset
+
+    def seek_to_beginning(self, tp: TopicPartition) -> None:
+        self.positions[tp] = 0
+
+    def group_metadata(self) -> str:
+        return "group"
+
+    def highwater(self, tp: TopicPartition) -> None:
+        return None
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def producers() -> Iterator[list[FakeProducer]]:
+    made: list[FakeProducer] = []
+    yield made
+    for producer in made:
+        producer.release.set()
+
+
+def detector(
+    first: FakeProducer,
+    replacements: list[FakeProducer],
+    guarantee: str = "exactly_once",
+    clock: Callable[[], float] = time.monotonic,
+) -> tuple[Detector, FakeConsumer]:
+    settings = DetectorSettings(
+        transactions_topic=INPUT,
+        processing_guarantee=guarantee,  # type: ignore[arg-type]
+        transaction_timeout_ms=300,
+        commit_interval_ms=60_000,  # commits only when the test says so
+    )
+    queue = list(replacements)
+    consumer = FakeConsumer()
+    made = Detector(
+        settings,
+        consumer,  # type: ignore[arg-type]
+        first,  # type: ignore[arg-type]
+        StopFlag(),
+        clock,
+        new_producer=lambda: queue.pop(0),  # type: ignore[arg-type,return-value]
+    )
+    made.subscribe()
+    return made, consumer
+
+
+def feed(consumer: FakeConsumer, made: Detector) -> None:
+    consumer.batches.append({TPS[0]: [Rec(10), Rec(11)], TPS[2]: [Rec(7, partition=2)]})
+    made.poll_once()
+
+
+REWOUND = {TPS[0]: 10, TPS[1]: 0, TPS[2]: 7}
+
+
+def test_call_with_deadline() -> None:
+    call_with_deadline(lambda: None, 1, "nothing")
+    with pytest.raises(InvalidProducerEpochError):
+        call_with_deadline(_raise(InvalidProducerEpochError()), 1, "failing")
+    release = threading.Event()
+    started = time.monotonic()
+    with pytest.raises(TransactionStalledError, match=r"stuck did not complete within 0\.2s"):
+        call_with_deadline(lambda: release.wait(10) and None, 0.2, "stuck")
+    assert time.monotonic() - started < 2
+    release.set()
+
+
+def _raise(exc: BaseException) -> Callable[[], None]:
+    def fail() -> None:
+        raise exc
+
+    return fail
+
+
+def test_a_commit_that_fails_is_aborted_and_the_input_rewound(
+    producers: list[FakeProducer],
+) -> None:
+    producers.append(FakeProducer(commit_transaction=KafkaTimeoutError()))
+    made, consumer = detector(producers[0], [])
+    feed(consumer, made)
+    made.commit()
+    assert producers[0].calls[-2:] == ["commit_transaction", "abort_transaction"]
+    assert made.producer is producers[0]
+    assert consumer.positions == REWOUND
+
+
+def test_a_stuck_commit_and_abort_get_the_producer_replaced(producers: list[FakeProducer]) -> None:
+    producers += [FakeProducer(commit_transaction=HANG, abort_transaction=HANG), FakeProducer()]
+    made, consumer = detector(producers[0], [producers[1]])
+    feed(consumer, made)
+    started = time.monotonic()
+    made.commit()
+    assert time.monotonic() - started < 3  # two deadlines of 0.3 s, not forever
+    assert made.producer is producers[1]
+    assert producers[0].closed
+    assert consumer.positions == REWOUND
+    feed(consumer, made)  # the new producer takes the next batch
+    made.commit()
+    assert producers[1].calls[-2:] == ["send_offsets_to_transaction", "commit_transaction"]
+
+
+def test_fencing_of_a_young_transaction_is_fatal(producers: list[FakeProducer]) -> None:
+    """Younger than TRANSACTION_TIMEOUT_MS the broker did not abort it: a twin took over."""
+    producers.append(FakeProducer(commit_transaction=ProducerFencedError()))
+    made, consumer = detector(producers[0], [FakeProducer()], clock=Clock())
+    feed(consumer, made)
+    with pytest.raises(FatalDetectorError, match="fenced"):
+        made.commit()
+
+
+def test_fencing_of_a_timed_out_transaction_replaces_the_producer(
+    producers: list[FakeProducer],
+) -> None:
+    """Older than its timeout (a broker outage, say), the broker aborted it: start afresh."""
+    clock = Clock()
+    producers += [FakeProducer(commit_transaction=ProducerFencedError()), FakeProducer()]
+    made, consumer = detector(producers[0], [producers[1]], clock=clock)
+    feed(consumer, made)
+    clock.now += 1  # > 0.3 s
+    made.commit()
+    assert made.producer is producers[1]
+    assert "abort_transaction" not in producers[0].calls  # a fenced producer cannot abort
+    assert consumer.positions == REWOUND
+
+
+def test_a_record_the_producer_refuses_undoes_the_whole_batch(
+    producers: list[FakeProducer],
+) -> None:
+    """The failure comes before any partition of the batch is recorded: all are rewound."""
+    producers += [FakeProducer(send=IllegalStateError("Cannot call send in state READY"))]
+    made, consumer = detector(producers[0], [])
+    feed(consumer, made)
+    assert producers[0].calls == ["begin_transaction", "send", "abort_transaction"]
+    assert consumer.positions == REWOUND
+    made.commit()  # nothing left to commit
+    assert "commit_transaction" not in producers[0].calls
+
+
+def test_at_least_once_send_failure_rewinds_after_a_flush(producers: list[FakeProducer]) -> None:
+    producers += [FakeProducer(send=KafkaTimeoutError())]
+    made, consumer = detector(producers[0], [], guarantee="at_least_once")
+    feed(consumer, made)
+    assert producers[0].calls == ["send", "flush"]
+    assert consumer.positions == REWOUND
+
+
+def test_a_missing_permission_is_fatal(producers: list[FakeProducer]) -> None:
+    producers.append(FakeProducer(commit_transaction=TopicAuthorizationFailedError()))
+    made, consumer = detector(producers[0], [FakeProducer()])
+    feed(consumer, made)
+    with pytest.raises(FatalDetectorError):
+        made.commit()
+
+
+def test_a_producer_failing_again_and_again_is_given_up(producers: list[FakeProducer]) -> None:
+    producers += [
+        FakeProducer(commit_transaction=InvalidProducerEpochError())
+        for _ in range(MAX_PRODUCER_RESETS_IN_A_ROW + 1)
+    ]
+    made, consumer = detector(producers[0], producers[1:])
+    for _ in range(MAX_PRODUCER_RESETS_IN_A_ROW):
+        feed(consumer, made)
+        made.commit()
+    feed(consumer, made)
+    with pytest.raises(FatalDetectorError, match="in a row"):
+        made.commit()
+
+
+def test_poll_failing_while_the_broker_is_away_is_retried(producers: list[FakeProducer]) -> None:
+    """kafka-python's poll() raises connection errors during an outage: not a reason to stop."""
+    producers.append(FakeProducer())
+    made, consumer = detector(producers[0], [])
+    consumer.batches.append(KafkaConnectionError("111 ECONNREFUSED"))
+    made.poll_once()
+    feed(consumer, made)
+    assert producers[0].calls == ["begin_transaction", "send", "send", "send"]
+    consumer.batches.append(CommitFailedError("not retriable"))
+    with pytest.raises(CommitFailedError):
+        made.poll_once()
