@@ -51,7 +51,7 @@ pids+=($!)
 
 mode=""
 [[ "$SECURE" == 1 ]] && mode=" over SASL_SSL (users generator and detector, secrets in $secrets)"
-echo "run-local: generator and $DETECTORS detector(s) running$mode; watch with 'make consume-fraud'; Ctrl-C stops" >&2
+echo "run-local: generator and $DETECTORS detector(s) running$mode; watch with 'make watch' or 'make consume-fraud'; Ctrl-C stops" >&2
 # If a service exits by itself (bad setting, broker gone), stop the rest too.
 wait -n "${pids[@]}"
 status=$?
