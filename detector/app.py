@@ -12,6 +12,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from typing import Protocol
 
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import (
@@ -59,6 +60,18 @@ POLL_RETRY_SECONDS = 0.5
 FATAL_ERRORS = (AuthorizationError, UnsupportedVersionError, KafkaConfigurationError)
 # A producer that failed this many times in a row, each time replaced, is not worth another try.
 MAX_PRODUCER_RESETS_IN_A_ROW = 5
+
+
+class ConsumedRecord(Protocol):
+    """What the detector uses of a kafka-python ConsumerRecord."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]] | None
 
 
 class FatalDetectorError(RuntimeError):
@@ -279,34 +292,34 @@ class Detector:
         self.stats.maybe_log()
         self.metrics.maybe_update_lag(self.consumer)
 
-    def _route(self, record: object) -> None:
+    def _route(self, record: ConsumedRecord) -> None:
         if not self._pending and not self._in_transaction:
             self._batch_started = self._clock()
         if self._exactly_once and not self._in_transaction:
             self.producer.begin_transaction()
             self._in_transaction = True
-        value: bytes | None = record.value  # type: ignore[attr-defined]
+        value = record.value
         result = classify(
             value, self.settings.fraud_amount_threshold, self.settings.max_transaction_bytes
         )
-        headers = list(record.headers or [])  # type: ignore[attr-defined]
+        headers = list(record.headers or [])
         if result.verdict is Verdict.INVALID:
             headers += [
                 (HEADER_REASON, result.reason.encode()),
-                (HEADER_SOURCE_TOPIC, record.topic.encode()),  # type: ignore[attr-defined]
-                (HEADER_SOURCE_PARTITION, str(record.partition).encode()),  # type: ignore[attr-defined]
-                (HEADER_SOURCE_OFFSET, str(record.offset).encode()),  # type: ignore[attr-defined]
+                (HEADER_SOURCE_TOPIC, record.topic.encode()),
+                (HEADER_SOURCE_PARTITION, str(record.partition).encode()),
+                (HEADER_SOURCE_OFFSET, str(record.offset).encode()),
             ]
         future = self.producer.send(
             self._topics[result.verdict],
             value=value,
-            key=record.key,  # type: ignore[attr-defined]
+            key=record.key,
             headers=headers,
         )
         if not self._exactly_once:
             future.add_errback(self._on_send_error)
         self.stats.add(result.verdict.value)
-        self.metrics.routed(result.verdict, getattr(record, "timestamp", None), result.reason)
+        self.metrics.routed(result.verdict, record.timestamp, result.reason)
 
     def _on_send_error(self, exc: BaseException) -> None:
         self._failed_sends += 1
