@@ -75,6 +75,20 @@ def compose_kafka_image() -> str:
     return str(compose["services"]["broker"]["image"])
 
 
+def start_jar_broker(data_dir: Path) -> Broker:
+    """A broker from the project's jars on free ports, with its data in `data_dir`."""
+    port = free_port()
+    broker = Broker(
+        bootstrap=f"127.0.0.1:{port}",
+        kind="jar",
+        data_dir=data_dir,
+        port=port,
+        controller_port=free_port(),
+    )
+    broker.start()
+    return broker
+
+
 def start_broker(tmp_root: Path) -> Broker:
     """TEST_KAFKA_BROKER_URL if set; else the jar broker on free ports; else Docker if no Java."""
     given = os.environ.get("TEST_KAFKA_BROKER_URL")
@@ -88,13 +102,4 @@ def start_broker(tmp_root: Path) -> Broker:
         return Broker(
             bootstrap=container.get_bootstrap_server(), kind="docker", _container=container
         )
-    broker = Broker(
-        bootstrap="",
-        kind="jar",
-        data_dir=tmp_root / "kafka-data",
-        port=free_port(),
-        controller_port=free_port(),
-    )
-    broker.bootstrap = f"127.0.0.1:{broker.port}"
-    broker.start()
-    return broker
+    return start_jar_broker(tmp_root / "kafka-data")

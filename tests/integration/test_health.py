@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from tests.broker import BROKER_SCRIPT, Broker, free_port
+from tests.broker import BROKER_SCRIPT, Broker, free_port, start_jar_broker
 from tests.integration.test_metrics import health, sample, scrape
 from tests.kafka_helpers import Service, Topics, create_topic, wait_until
 
@@ -28,15 +28,7 @@ def own_broker(tmp_path: Path) -> Iterator[Broker]:
         pytest.skip("needs Java for a broker of its own (kafka/broker.sh)")
     if not list((BROKER_SCRIPT.parent / "lib").glob("kafka_2.13-*.jar")):
         pytest.skip("the Kafka jars are not fetched (make jars)")
-    broker = Broker(
-        bootstrap="",
-        kind="jar",
-        data_dir=tmp_path / "own-kafka",
-        port=free_port(),
-        controller_port=free_port(),
-    )
-    broker.bootstrap = f"127.0.0.1:{broker.port}"
-    broker.start()
+    broker = start_jar_broker(tmp_path / "own-kafka")
     try:
         yield broker
     finally:
