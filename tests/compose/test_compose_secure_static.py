@@ -24,6 +24,7 @@ from detector.app import DEAD_LETTER_MAX_MESSAGE_BYTES
 from detector.config import DetectorSettings
 from generator.config import GeneratorSettings
 from tests.compose.compose_files import (
+    REPO,
     as_str,
     compose_cli,
     environment_of,
@@ -36,7 +37,6 @@ from tests.compose.compose_files import (
 from tests.compose.compose_merge import merge
 from tests.compose.compose_schema import ComposeSchema, load_compose_schema
 
-REPO = Path(__file__).resolve().parents[2]
 KAFKA_BASE, KAFKA_SECURE = "docker-compose.kafka.yml", "docker-compose.kafka.secure.yml"
 APP_BASE, APP_SECURE = "docker-compose.yml", "docker-compose.secure.yml"
 OVERRIDES = {KAFKA_SECURE: KAFKA_BASE, APP_SECURE: APP_BASE}

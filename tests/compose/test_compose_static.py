@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from tests.compose.compose_files import (
+    REPO,
     as_str,
     compose_cli,
     environment_of,
@@ -34,7 +35,6 @@ from tests.compose.compose_files import (
 )
 from tests.compose.compose_schema import ComposeSchema, load_compose_schema
 
-REPO = Path(__file__).resolve().parents[2]
 KAFKA_FILE = "docker-compose.kafka.yml"
 APP_FILE = "docker-compose.yml"
 COMPOSE_FILES = (KAFKA_FILE, APP_FILE)

@@ -15,7 +15,7 @@ import pytest
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from tests.broker import BROKER_SCRIPT, Broker, free_port, start_jar_broker
-from tests.integration.test_metrics import health, sample, scrape
+from tests.http_probe import health, sample, scrape
 from tests.kafka_helpers import Service, Topics, create_topic, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
