@@ -7,6 +7,7 @@ well-formed transaction raises `InvalidTransactionError`, whose text becomes the
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -53,6 +54,21 @@ def encode_key(tx: Transaction) -> bytes:
     return tx.source.encode()
 
 
+# The layout `encode` writes (and the tutorial's json.dumps, which adds a space after ':' and
+# ','): the fields in this order, strings of printable ASCII without quotes, backslashes or escapes,
+# and an amount with two decimals and at most 15 integer digits (no leading zero, so valid JSON;
+# small enough to be finite as a float). A value in this layout is always a valid transaction, so
+# its amount can be read without parsing the JSON; any other value goes through the strict parser.
+_TEXT = rb'"[\x20\x21\x23-\x5b\x5d-\x7e]*"'
+_NON_EMPTY_TEXT = rb'"[\x20\x21\x23-\x5b\x5d-\x7e]+"'
+_ENCODED_LAYOUT = re.compile(
+    rb'\{(?:"id": ?' + _TEXT + rb", ?)?"
+    rb'"source": ?' + _NON_EMPTY_TEXT + rb', ?"target": ?' + _NON_EMPTY_TEXT + rb", ?"
+    rb'"amount": ?((?:0|[1-9][0-9]{0,14})\.[0-9]{2}), ?'
+    rb'"currency": ?' + _NON_EMPTY_TEXT + rb'(?:, ?"timestamp": ?' + _TEXT + rb")?\}"
+)
+
+
 def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     obj = dict(pairs)
     if len(obj) != len(pairs):
@@ -65,6 +81,14 @@ def _reject_constant(name: str) -> Any:
     raise _NonFiniteConstantError(name)
 
 
+# Built once: json.loads(text, **options) would build a new decoder for every record.
+_JSON_DECODER = json.JSONDecoder(
+    parse_float=Decimal,  # exact amounts: 900.01 stays 900.01
+    parse_constant=_reject_constant,  # NaN, Infinity
+    object_pairs_hook=_object_without_duplicates,
+)
+
+
 def _parse_json(value: bytes | None, max_bytes: int) -> Any:
     if not value:
         raise InvalidTransactionError("empty", "the record has no value")
@@ -75,12 +99,7 @@ def _parse_json(value: bytes | None, max_bytes: int) -> Any:
     except UnicodeDecodeError as exc:
         raise InvalidTransactionError("not_utf8", str(exc)) from None
     try:
-        return json.loads(
-            text,
-            parse_float=Decimal,
-            parse_constant=_reject_constant,
-            object_pairs_hook=_object_without_duplicates,
-        )
+        return _JSON_DECODER.decode(text)
     except _NonFiniteConstantError as exc:
         raise InvalidTransactionError("bad_amount", f"non-finite constant {exc}") from None
     except _DuplicateFieldError as exc:
@@ -130,3 +149,24 @@ def decode(value: bytes | None, max_bytes: int = DEFAULT_MAX_VALUE_BYTES) -> Tra
         id=obj.get("id"),
         timestamp=obj.get("timestamp"),
     )
+
+
+def encoded_layout_amount(value: bytes | None) -> Decimal | None:
+    """The amount of a value in exactly the layout `encode` writes, else None (parse it fully)."""
+    if value is None:
+        return None
+    match = _ENCODED_LAYOUT.fullmatch(value)
+    return None if match is None else Decimal(match.group(1).decode("ascii"))
+
+
+def decode_amount(value: bytes | None, max_bytes: int = DEFAULT_MAX_VALUE_BYTES) -> Decimal:
+    """The amount of a valid transaction, all the rule needs; raises exactly as decode() does.
+
+    Values in the generator's own layout skip the JSON parser (about 6x faster); any other value
+    gets the full, strict decode.
+    """
+    if value is not None and len(value) <= max_bytes:
+        amount = encoded_layout_amount(value)
+        if amount is not None:
+            return amount
+    return decode(value, max_bytes).amount

@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass
 from decimal import Decimal
 
-from fraudcore.codec import DEFAULT_MAX_VALUE_BYTES, InvalidTransactionError, decode
+from fraudcore.codec import DEFAULT_MAX_VALUE_BYTES, InvalidTransactionError, decode_amount
 
 DEFAULT_THRESHOLD = Decimal(900)
 
@@ -23,6 +23,10 @@ class Classification:
     reason: str = ""  # why a record is invalid; empty otherwise
 
 
+LEGIT = Classification(Verdict.LEGIT)
+FRAUD = Classification(Verdict.FRAUD)
+
+
 def is_fraud(amount: Decimal, threshold: Decimal = DEFAULT_THRESHOLD) -> bool:
     """Strictly greater: exactly the threshold (900, 900.00) is legit, 900.01 is fraud."""
     return amount > threshold
@@ -35,7 +39,7 @@ def classify(
 ) -> Classification:
     """Decide where one record value goes. Never raises on bad input."""
     try:
-        tx = decode(value, max_value_bytes)
+        amount = decode_amount(value, max_value_bytes)
     except InvalidTransactionError as exc:
         return Classification(Verdict.INVALID, str(exc))
-    return Classification(Verdict.FRAUD if is_fraud(tx.amount, threshold) else Verdict.LEGIT)
+    return FRAUD if is_fraud(amount, threshold) else LEGIT

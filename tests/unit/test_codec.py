@@ -6,8 +6,17 @@ import json
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from fraudcore.codec import InvalidTransactionError, decode, encode, encode_key
+from fraudcore.codec import (
+    InvalidTransactionError,
+    decode,
+    decode_amount,
+    encode,
+    encode_key,
+    encoded_layout_amount,
+)
 from fraudcore.model import Transaction, TransactionFactory
 from tests.samples import BAD_VALUES, tutorial_record
 
@@ -67,3 +76,85 @@ def test_generated_values_are_json_objects_with_the_tutorial_fields() -> None:
     assert {"source", "target", "amount", "currency", "id", "timestamp"} == set(obj)
     assert obj["currency"] == "EUR"
     assert obj["timestamp"].endswith("Z")
+
+
+# ----------------------------------------------------------------- the shortcut for encode's layout
+
+
+def test_generated_values_take_the_shortcut() -> None:
+    # The detector's speed rests on this: a change to encode() must keep the layout readable.
+    factory = TransactionFactory(seed=11)
+    for _ in range(500):
+        tx = factory.next()
+        assert encoded_layout_amount(encode(tx)) == tx.amount
+    tutorial = tutorial_record(123.45)  # json.dumps's spaces, and no id or timestamp
+    assert encoded_layout_amount(tutorial) == Decimal("123.45")
+
+
+def _strict(value: bytes | None, max_bytes: int = 64 * 1024) -> Decimal | str:
+    try:
+        return decode(value, max_bytes).amount
+    except InvalidTransactionError as exc:
+        return exc.reason
+
+
+def _either_path(value: bytes | None, max_bytes: int = 64 * 1024) -> Decimal | str:
+    try:
+        return decode_amount(value, max_bytes)
+    except InvalidTransactionError as exc:
+        return exc.reason
+
+
+@pytest.mark.parametrize(("label", "value", "reason"), BAD_VALUES, ids=[b[0] for b in BAD_VALUES])
+def test_decode_amount_rejects_what_decode_rejects(
+    label: str, value: bytes | None, reason: str
+) -> None:
+    assert _either_path(value) == reason, label
+
+
+def test_the_size_limit_applies_to_the_shortcut_too() -> None:
+    value = encode(TransactionFactory(seed=2).next())
+    assert _either_path(value, max_bytes=len(value) - 1) == "too_large"
+
+
+# Pieces of a value in encode's layout, and near misses: escapes, quotes, non-ASCII, empty
+# strings, amounts that are not valid JSON numbers (leading zeros, signs) or not two decimals.
+_TEXTS = st.sampled_from(
+    ["", "A", "EUR", 'a"b', "a\\b", "\\u0041", "é", "x y", "\t", "~"]
+) | st.text(max_size=8)
+_AMOUNTS = st.sampled_from(
+    [
+        "0.00", "900.00", "900.01", "899.99", "00.01", "01.00", "-1.00", "+1.00", "1.0", "1.000",
+        "1e3", "1.00e1", "NaN", "Infinity", "999999999999999.99", "1000000000000000.00",
+        "1" * 400 + ".00", ".50", "5.", "",
+    ]
+) | st.decimals(allow_nan=False, allow_infinity=False, places=2).map(str)  # fmt: skip
+
+
+@st.composite
+def _layout_like_values(draw: st.DrawFn) -> bytes:
+    fields = [
+        ("id", '"' + draw(_TEXTS) + '"'),
+        ("source", '"' + draw(_TEXTS) + '"'),
+        ("target", '"' + draw(_TEXTS) + '"'),
+        ("amount", draw(_AMOUNTS)),
+        ("currency", '"' + draw(_TEXTS) + '"'),
+        ("timestamp", '"' + draw(_TEXTS) + '"'),
+    ]
+    kept = [field for field in fields if draw(st.booleans()) or field[0] not in ("id", "timestamp")]
+    if draw(st.booleans()):
+        kept = draw(st.permutations(kept))
+    separator, colon = draw(st.sampled_from([",", ", ", " ,"])), draw(st.sampled_from([":", ": "]))
+    return ("{" + separator.join(f'"{k}"{colon}{v}' for k, v in kept) + "}").encode()
+
+
+@settings(max_examples=3000, deadline=None)
+@given(_layout_like_values())
+def test_the_shortcut_agrees_with_the_strict_decode(value: bytes) -> None:
+    assert _either_path(value) == _strict(value)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.binary(max_size=200))
+def test_the_shortcut_agrees_on_any_bytes(value: bytes) -> None:
+    assert _either_path(value) == _strict(value)
