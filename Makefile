@@ -12,7 +12,7 @@ FRAUD_TOPIC ?= streaming.transactions.fraud
 DEAD_LETTER_TOPIC ?= streaming.transactions.invalid
 PYTEST_ARGS ?=
 # SECURE=1: the local broker with TLS, SCRAM users and ACLs (kafka/broker.sh up --secure), and
-# the services logging in with their own credentials (docs/security-readme-section.md).
+# the services logging in with their own credentials (README "Security").
 SECURE ?=
 SECURE_FLAG := $(if $(filter 1 yes true,$(SECURE)),--secure)
 

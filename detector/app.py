@@ -34,6 +34,7 @@ from fraudcore.kafka_io import (
     client_options,
     describe_refusal,
     ensure_topics,
+    producer_options,
     wait_for_broker,
 )
 from fraudcore.metrics import DetectorMetrics, MetricsPortError, serve_metrics
@@ -134,7 +135,7 @@ def output_topics(settings: DetectorSettings) -> dict[Verdict, str]:
 
 def required_topics(settings: DetectorSettings) -> list[TopicSpec]:
     partitions = settings.transactions_topic_partitions
-    # access: the ACL operations checked at start-up (secure mode: docs/security-readme-section.md)
+    # access: the ACL operations checked at start-up (secure mode: README "Security")
     return [
         TopicSpec(settings.transactions_topic, partitions, access=("READ",)),
         TopicSpec(settings.legit_topic, partitions, access=("WRITE",)),
@@ -162,25 +163,21 @@ def make_consumer(settings: DetectorSettings) -> KafkaConsumer:
         fetch_max_bytes=DEAD_LETTER_MAX_MESSAGE_BYTES * 4,
         max_partition_fetch_bytes=DEAD_LETTER_MAX_MESSAGE_BYTES,
         # kafka-python's own client metrics (nothing here reads them) cost CPU on every record:
-        # off, fetching a record costs ~7% less CPU (bench/, docs/performance-readme-section.md).
+        # off, fetching a record costs ~7% less CPU (bench/, README "Performance").
         metrics_enabled=False,
     )
 
 
 def make_producer(settings: DetectorSettings) -> KafkaProducer:
     """Idempotent always; transactional in exactly_once mode."""
-    options = client_options(settings, "detector")
+    options = producer_options(settings, "detector")
     if settings.processing_guarantee == "exactly_once":
         options["transactional_id"] = settings.effective_transactional_id
         options["transaction_timeout_ms"] = settings.transaction_timeout_ms
     producer = KafkaProducer(
         **options,
-        enable_idempotence=True,
-        acks="all",
-        linger_ms=5,
         batch_size=256 * 1024,
         max_request_size=DEAD_LETTER_MAX_MESSAGE_BYTES + 64 * 1024,
-        metrics_enabled=False,  # ~15% less CPU in the sender thread per record (see make_consumer)
     )
     if settings.processing_guarantee == "exactly_once":
         try:
@@ -239,6 +236,11 @@ class Detector:
         self._batch_started = 0.0
         self._in_transaction = False
         self._failed_sends = 0
+        self._threshold = settings.fraud_amount_threshold
+        self._max_value_bytes = settings.max_transaction_bytes
+        # at_least_once: a failed send rewinds to the last commit (in exactly_once the
+        # transaction's commit fails instead). Bound once: this runs for every record.
+        self._errback = None if self._exactly_once else self._on_send_error
         self.stats = StatsLine(log, settings.stats_interval_seconds, self._render)
 
     @staticmethod
@@ -281,9 +283,12 @@ class Detector:
             self.stop.wait(POLL_RETRY_SECONDS)
             return
         try:
+            if batch:
+                self._open_batch()
+            route = self._route
             for tp, records in batch.items():
                 for record in records:
-                    self._route(record)
+                    route(record)
                 self._pending[tp] = OffsetAndMetadata(records[-1].offset + 1, "", -1)
         except KafkaError as exc:  # the producer refused a record: the whole batch is redone
             self._abandon_batch(exc)
@@ -292,33 +297,33 @@ class Detector:
         self.stats.maybe_log()
         self.metrics.maybe_update_lag(self.consumer)
 
-    def _route(self, record: ConsumedRecord) -> None:
-        if not self._pending and not self._in_transaction:
-            self._batch_started = self._clock()
-        if self._exactly_once and not self._in_transaction:
+    def _open_batch(self) -> None:
+        """Start a batch (and its Kafka transaction) unless one is open already."""
+        if self._pending or self._in_transaction:
+            return
+        self._batch_started = self._clock()
+        if self._exactly_once:
             self.producer.begin_transaction()
             self._in_transaction = True
+
+    def _route(self, record: ConsumedRecord) -> None:
+        """Send one record on to its topic. Runs once per record: keep it lean."""
         value = record.value
-        result = classify(
-            value, self.settings.fraud_amount_threshold, self.settings.max_transaction_bytes
-        )
-        headers = list(record.headers or [])
+        result = classify(value, self._threshold, self._max_value_bytes)
+        headers = record.headers
         if result.verdict is Verdict.INVALID:
-            headers += [
+            headers = [
+                *(headers or ()),
                 (HEADER_REASON, result.reason.encode()),
                 (HEADER_SOURCE_TOPIC, record.topic.encode()),
                 (HEADER_SOURCE_PARTITION, str(record.partition).encode()),
                 (HEADER_SOURCE_OFFSET, str(record.offset).encode()),
             ]
         future = self.producer.send(
-            self._topics[result.verdict],
-            value=value,
-            key=record.key,
-            headers=headers,
+            self._topics[result.verdict], value=value, key=record.key, headers=headers
         )
-        if not self._exactly_once:
-            future.add_errback(self._on_send_error)
-        self.stats.add(result.verdict.value)
+        if self._errback is not None:
+            future.add_errback(self._errback)
         self.metrics.routed(result.verdict, record.timestamp, result.reason)
 
     def _on_send_error(self, exc: BaseException) -> None:
@@ -329,6 +334,8 @@ class Detector:
         """Make the processed batch durable: outputs and input offsets together."""
         if not self._pending and not self._in_transaction:
             return
+        for verdict, count in self.metrics.pending_counts().items():
+            self.stats.add(verdict, count)
         try:
             if self._exactly_once:
                 self._commit_transaction()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -35,18 +36,21 @@ class _NonFiniteConstantError(ValueError):
     pass
 
 
+# json.dumps(text) for a str is exactly this C function (ensure_ascii), minus ~1 us of overhead.
+_json_string: Callable[[str], str] = json.encoder.encode_basestring_ascii
+
+
 def encode(tx: Transaction) -> bytes:
     """Compact JSON with the amount written with exactly two decimals (e.g. 900.00)."""
-    parts = []
+    text = (
+        f'"source":{_json_string(tx.source)},"target":{_json_string(tx.target)},'
+        f'"amount":{tx.amount:.2f},"currency":{_json_string(tx.currency)}'
+    )
     if tx.id is not None:
-        parts.append(f'"id":{json.dumps(tx.id)}')
-    parts.append(f'"source":{json.dumps(tx.source)}')
-    parts.append(f'"target":{json.dumps(tx.target)}')
-    parts.append(f'"amount":{tx.amount:.2f}')
-    parts.append(f'"currency":{json.dumps(tx.currency)}')
+        text = f'"id":{_json_string(tx.id)},{text}'
     if tx.timestamp is not None:
-        parts.append(f'"timestamp":{json.dumps(tx.timestamp)}')
-    return ("{" + ",".join(parts) + "}").encode()
+        text = f'{text},"timestamp":{_json_string(tx.timestamp)}'
+    return f"{{{text}}}".encode()
 
 
 def encode_key(tx: Transaction) -> bytes:

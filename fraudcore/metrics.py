@@ -29,6 +29,7 @@ import json
 import logging
 import threading
 import time
+from bisect import bisect_left
 from collections import Counter as CountOf
 from collections import deque
 from collections.abc import Callable
@@ -41,11 +42,13 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
-    Histogram,
     PlatformCollector,
     ProcessCollector,
 )
+from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from fraudcore.config import CommonSettings
 from fraudcore.kafka_io import client_options
@@ -116,10 +119,10 @@ class DetectorMetrics(ServiceMetrics):
             ["reason"],
             registry=self.registry,
         )
-        self.latency = Histogram(
+        self.latency = AgeHistogram(
             "fraud_detector_processing_latency_seconds",
             "From an input record's timestamp to the commit (or acknowledgement) of its output",
-            buckets=LATENCY_BUCKETS,
+            LATENCY_BUCKETS,
             registry=self.registry,
         )
         self.kafka_transactions = Counter(
@@ -139,30 +142,36 @@ class DetectorMetrics(ServiceMetrics):
             self.transactions.labels(verdict.value)
         for outcome in ("committed", "aborted"):
             self.kafka_transactions.labels(outcome)
-        self.pending_verdicts: CountOf[str] = CountOf()
+        # The open batch: each routed record's input timestamp (None: it has none), by verdict.
+        self._pending: dict[Verdict, list[int | None]] = {verdict: [] for verdict in Verdict}
         self.pending_reasons: CountOf[str] = CountOf()
-        self.pending_timestamps: list[int] = []
         self._lag_updated_at: float | None = None
         self._lag_partitions: set[tuple[str, str]] = set()
 
     def routed(self, verdict: Verdict, timestamp_ms: int | None, reason: str = "") -> None:
-        """One record of the open batch was routed; it counts once the batch is durable."""
-        self.pending_verdicts[verdict.value] += 1
-        if verdict is Verdict.INVALID:
+        """One record of the open batch was routed; it counts once the batch is durable.
+
+        Called once per record, so it only appends; the counting happens once per batch.
+        """
+        self._pending[verdict].append(timestamp_ms)
+        if reason:
             self.pending_reasons[reason_code(reason)] += 1
-        if timestamp_ms is not None and timestamp_ms >= 0:
-            self.pending_timestamps.append(timestamp_ms)
+
+    def pending_counts(self) -> dict[str, int]:
+        """Records of the open batch by verdict name (for the stats line, before the commit)."""
+        return {verdict.value: len(stamps) for verdict, stamps in self._pending.items()}
 
     def batch_committed(self, transaction: bool = False) -> None:
         """The open batch's outputs are durable: count them. `transaction`: a Kafka commit."""
         now_ms = self._wall_clock() * 1000
-        for verdict, count in self.pending_verdicts.items():
-            self.transactions.labels(verdict).inc(count)
+        stamped: list[int] = []
+        for verdict, stamps in self._pending.items():
+            if stamps:
+                self.transactions.labels(verdict.value).inc(len(stamps))
+                stamped += [t for t in stamps if t is not None and t >= 0]
         for reason, count in self.pending_reasons.items():
             self.dead_letters.labels(reason).inc(count)
-        observe = self.latency.observe
-        for timestamp_ms in self.pending_timestamps:
-            observe(max(0.0, now_ms - timestamp_ms) / 1000)
+        self.latency.observe_ages(now_ms, stamped)
         if transaction:
             self.kafka_transactions.labels("committed").inc()
         self.discard_batch()
@@ -174,9 +183,9 @@ class DetectorMetrics(ServiceMetrics):
 
     def discard_batch(self) -> None:
         """Forget the open batch without counting it (no-op once it is counted)."""
-        self.pending_verdicts.clear()
+        for stamps in self._pending.values():
+            stamps.clear()
         self.pending_reasons.clear()
-        self.pending_timestamps.clear()
 
     def maybe_update_lag(self, consumer: Any, force: bool = False) -> None:
         """Refresh the lag gauges from the consumer, at most once per LAG_UPDATE_INTERVAL_SECONDS.
@@ -208,6 +217,67 @@ class DetectorMetrics(ServiceMetrics):
             with contextlib.suppress(KeyError):
                 self.consumer_lag.remove(*labels)
         self._lag_partitions = seen
+
+
+class AgeHistogram(Collector):
+    """A Prometheus histogram of ages (now - timestamp), observed a whole batch at a time.
+
+    prometheus-client's Histogram.observe takes a lock and searches the buckets for every value,
+    a few microseconds per record; here a batch is sorted once and each bucket bound is one
+    bisection, so a record costs a fraction of that. Exposed exactly like a Histogram (_bucket,
+    _count, _sum), with the same `le` labels.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        buckets: tuple[float, ...],
+        registry: CollectorRegistry,
+    ) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._bounds = tuple(sorted(buckets))
+        self._cumulative = [0] * len(self._bounds)  # observations <= each bound
+        self._count = 0
+        self._sum = 0.0
+        self._lock = threading.Lock()
+        registry.register(self)
+
+    def observe_ages(self, now_ms: float, timestamps_ms: list[int]) -> None:
+        """Observe max(0, now_ms - t) / 1000 seconds for each t (future timestamps count as 0)."""
+        if not timestamps_ms:
+            return
+        stamps = sorted(timestamps_ms)
+        total = len(stamps)
+        # age <= bound  <=>  t >= now - bound; ages clamp at 0 (t >= now is within every bound)
+        within = [total - bisect_left(stamps, now_ms - bound * 1000) for bound in self._bounds]
+        past = bisect_left(stamps, now_ms)  # the stamps older than now: the only positive ages
+        age_sum = (past * now_ms - sum(stamps[:past])) / 1000
+        with self._lock:
+            self._cumulative = [a + b for a, b in zip(self._cumulative, within, strict=True)]
+            self._count += total
+            self._sum += age_sum
+
+    def collect(self) -> list[HistogramMetricFamily]:
+        with self._lock:
+            buckets = [
+                (_le_label(bound), count)
+                for bound, count in zip(self._bounds, self._cumulative, strict=True)
+            ]
+            buckets.append(("+Inf", self._count))
+            age_sum = self._sum
+        return [
+            HistogramMetricFamily(
+                self._name, self._documentation, buckets=buckets, sum_value=age_sum
+            )
+        ]
+
+
+def _le_label(bound: float) -> str:
+    """The `le` label prometheus-client's own Histogram writes for a bound (e.g. "1.0")."""
+    label: str = floatToGoString(bound)  # type: ignore[no-untyped-call]
+    return label
 
 
 def reason_code(reason: str) -> str:
@@ -281,9 +351,12 @@ class GeneratorMetrics(ServiceMetrics):
         self.achieved_rate.set_function(self._achieved_rate)
 
     def acknowledged(self, _metadata: object = None) -> None:
-        """A send's callback: runs on the producer's I/O thread."""
+        """A send's callback: runs on the producer's I/O thread, once per record, so it is lean."""
         self.transactions.inc()
         self._acked += 1
+
+    def sample_rate(self) -> None:
+        """Feed the achieved-rate window: called once per round of sends, not once per record."""
         self._meter.sample(self._acked)
 
     def failed(self, _exc: BaseException | None = None) -> None:

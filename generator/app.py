@@ -15,8 +15,8 @@ from fraudcore.kafka_io import (
     BrokerUnavailableError,
     KafkaSecurityError,
     TopicSpec,
-    client_options,
     ensure_topics,
+    producer_options,
     wait_for_broker,
 )
 from fraudcore.metrics import GeneratorMetrics, MetricsPortError, serve_metrics
@@ -36,16 +36,10 @@ MAX_IDLE_SECONDS = 0.05
 def make_producer(settings: GeneratorSettings) -> KafkaProducer:
     """An idempotent producer: retries can neither lose nor duplicate a record."""
     return KafkaProducer(
-        **client_options(settings, "generator"),
-        enable_idempotence=True,
-        acks="all",
-        linger_ms=5,
+        **producer_options(settings, "generator"),
         batch_size=64 * 1024,
         delivery_timeout_ms=120_000,
         max_block_ms=10_000,
-        # kafka-python's own client metrics (nothing here reads them) cost its sender thread
-        # ~15% more CPU per record (bench/, docs/performance-readme-section.md).
-        metrics_enabled=False,
     )
 
 
@@ -105,13 +99,15 @@ class Generator:
                 due = min(due, limit - sent)
             if due == 0:
                 self.stop.wait(min(pacer.seconds_until_next(), MAX_IDLE_SECONDS))
+            sent_before = sent
             for _ in range(due):
                 tx = factory.next()
                 if not self._send_one(settings.transactions_topic, encode_key(tx), encode(tx)):
                     break
                 sent += 1
-                self.stats.add("sent")
+            self.stats.add("sent", sent - sent_before)
             self.stats.maybe_log()
+            self.metrics.sample_rate()
         log.info("flushing %d sent transactions", sent)
         self.producer.flush()
         self.stats.maybe_log(force=True)

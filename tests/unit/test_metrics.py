@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -11,11 +12,14 @@ from typing import Any
 
 import pytest
 from kafka.structs import TopicPartition
+from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 
 from detector.config import DetectorSettings
 from fraudcore.config import SettingsError, load_settings
 from fraudcore.metrics import (
+    LATENCY_BUCKETS,
+    AgeHistogram,
     BrokerHealth,
     DetectorMetrics,
     GeneratorMetrics,
@@ -203,6 +207,8 @@ def test_generator_counts_acknowledged_and_failed_and_reports_rates() -> None:
     for i in range(1, 501):
         clock.now = i / 250
         metrics.acknowledged(object())
+        if i % 10 == 0:  # the send loop samples once per round of sends
+            metrics.sample_rate()
     metrics.failed(TimeoutError())
     assert value(metrics, "fraud_generator_transactions_total") == 500
     assert value(metrics, "fraud_generator_delivery_failures_total") == 1
@@ -387,3 +393,35 @@ def test_the_probes_own_kafka_logs_are_dropped_and_nothing_else() -> None:
     assert not quiet.filter(rec("kafka.admin.client", "health-probe"))
     assert quiet.filter(rec("kafka.net.manager", "kafka-io-detector"))  # the detector's own
     assert quiet.filter(rec("fraudcore.metrics", "health-probe"))  # the probe's own report
+
+
+def test_age_histogram_matches_prometheus_clients_own_histogram() -> None:
+    rng = random.Random(4)
+    ours, theirs = CollectorRegistry(), CollectorRegistry()
+    histogram = AgeHistogram("age_seconds", "ages", LATENCY_BUCKETS, registry=ours)
+    reference = Histogram("age_seconds", "ages", buckets=LATENCY_BUCKETS, registry=theirs)
+    for _batch in range(50):
+        now_ms = 1_700_000_000_000 + rng.randint(0, 10**6)
+        # integer-millisecond ages (what record timestamps give): on bounds, around them, beyond
+        # the last, and from the future (clock skew, counted as 0)
+        ages_ms = [
+            rng.choice([0, 5, 10, 1000, 600_000]) + rng.choice([-1, 0, 1]) for _ in range(20)
+        ]
+        ages_ms += [rng.randint(-5000, 700_000) for _ in range(200)]
+        histogram.observe_ages(now_ms, [now_ms - age for age in ages_ms])
+        for age in ages_ms:
+            reference.observe(max(0, age) / 1000)
+    expected = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in theirs.collect()
+        for s in family.samples
+        if not s.name.endswith("_created")
+    }
+    got = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in ours.collect()
+        for s in family.samples
+    }
+    assert got.keys() == expected.keys()
+    for key, count in expected.items():
+        assert got[key] == pytest.approx(count), key

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import random
+import uuid
+from datetime import UTC, datetime
 from decimal import Decimal
 
-from fraudcore.model import TransactionFactory
+from fraudcore.model import TransactionFactory, utc_now_iso, uuid4_text
 
 
 def test_same_seed_same_stream() -> None:
@@ -32,3 +35,19 @@ def test_ids_are_unique_and_accounts_differ() -> None:
     txs = [factory.next() for _ in range(10_000)]
     assert len({tx.id for tx in txs}) == len(txs)
     assert all(tx.source != tx.target for tx in txs)
+
+
+def test_uuid4_text_is_what_the_uuid_module_writes() -> None:
+    rng = random.Random(8)
+    for bits in [0, (1 << 128) - 1, *(rng.getrandbits(128) for _ in range(5000))]:
+        assert uuid4_text(bits) == str(uuid.UUID(int=bits, version=4))
+
+
+def test_timestamps_are_utc_iso_with_milliseconds() -> None:
+    before = datetime.now(UTC).replace(microsecond=0)
+    stamp = utc_now_iso()
+    after = datetime.now(UTC)
+    assert len(stamp) == len("2026-11-29T14:52:29.123Z")
+    assert stamp.endswith("Z")
+    parsed = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    assert before <= parsed <= after
