@@ -23,7 +23,8 @@ class DetectorSettings(CommonSettings):
     consumer_group: str = Field("detector", min_length=1)
     fraud_amount_threshold: Decimal = Field(DEFAULT_THRESHOLD, ge=0, allow_inf_nan=False)
     processing_guarantee: ProcessingGuarantee = "exactly_once"
-    # One Kafka transaction (or one offset commit) covers at most this long / this many records.
+    # One Kafka transaction (or one offset commit) stays open at most this long. exactly_once
+    # commits sooner when a poll finds nothing more waiting (its outputs are invisible until then).
     commit_interval_ms: PositiveInt = 100
     max_poll_records: PositiveInt = 2000
     # Unique per running detector. A restart with the same id fences and aborts its old self at

@@ -16,6 +16,10 @@ class Verdict(enum.Enum):
     FRAUD = "fraud"
     INVALID = "invalid"
 
+    # Members are singletons compared by identity, so identity hashing is consistent; Enum's own
+    # __hash__ is Python code, and the detector looks a verdict up for every record.
+    __hash__ = object.__hash__
+
 
 @dataclass(frozen=True, slots=True)
 class Classification:
