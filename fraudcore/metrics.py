@@ -350,17 +350,17 @@ class GeneratorMetrics(ServiceMetrics):
         self._meter.sample(0)
         self.achieved_rate.set_function(self._achieved_rate)
 
-    def acknowledged(self, _metadata: object = None) -> None:
-        """A send's callback: runs on the producer's I/O thread, once per record, so it is lean."""
-        self.transactions.inc()
-        self._acked += 1
+    def acknowledged(self, count: int = 1) -> None:
+        """The broker acknowledged `count` more transactions."""
+        self.transactions.inc(count)
+        self._acked += count
 
     def sample_rate(self) -> None:
         """Feed the achieved-rate window: called once per round of sends, not once per record."""
         self._meter.sample(self._acked)
 
     def failed(self, _exc: BaseException | None = None) -> None:
-        """A send's errback: runs on the producer's I/O thread."""
+        """A transaction could not be delivered."""
         self.delivery_failures.inc()
 
     def _achieved_rate(self) -> float:

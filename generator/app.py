@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections import Counter
+from collections import Counter, deque
 
 from kafka.errors import KafkaTimeoutError
+from kafka.producer.future import FutureRecordMetadata
 
 from fraudcore.codec import encode, encode_key
 from fraudcore.config import SettingsError, load_settings
@@ -28,6 +29,10 @@ from generator.config import GeneratorSettings
 from kafka import KafkaProducer
 
 log = logging.getLogger(__name__)
+
+# Most sends per round of the loop: between rounds come the stats line, counting what the broker
+# acknowledged and the rate sample, so they keep up even when the generator runs flat out.
+MAX_ROUND = 1000
 
 # Longest single sleep, so that a stop request is noticed quickly even at 10 records/s.
 MAX_IDLE_SECONDS = 0.05
@@ -62,26 +67,38 @@ class Generator:
         self.failed = 0
         self.stats = StatsLine(log, settings.stats_interval_seconds, self._render)
         self._pacer: Pacer | None = None
+        # Sends not yet answered by the broker, oldest first. Settled once per round of sends:
+        # a callback per record would run on the producer's I/O thread and compete for the GIL.
+        self._in_flight: deque[FutureRecordMetadata] = deque()
 
     def _render(self, window: Counter[str], seconds: float) -> str:
         rate = window["sent"] / seconds
         target = self.settings.transactions_per_second
         return f"generator: {rate:.1f} tx/s (target {target:g}/s)"
 
-    def _on_error(self, exc: BaseException) -> None:
-        self.failed += 1  # called on the producer's I/O thread; an int increment is atomic enough
-        self.metrics.failed(exc)
-        log.error("a transaction could not be delivered: %r", exc)
+    def _settle(self) -> None:
+        """Count the sends the broker has answered; log each one that failed."""
+        in_flight, delivered = self._in_flight, 0
+        while in_flight and in_flight[0].is_done:
+            future = in_flight.popleft()
+            if future.exception is None:
+                delivered += 1
+            else:
+                self.failed += 1
+                self.metrics.failed(future.exception)
+                log.error("a transaction could not be delivered: %r", future.exception)
+        if delivered:
+            self.metrics.acknowledged(delivered)
 
     def _send_one(self, topic: str, key: bytes, value: bytes) -> bool:
         """Hand one record to the producer, waiting out a full buffer. False if stopped first."""
         while True:
             try:
-                future = self.producer.send(topic, key=key, value=value)
-                future.add_callback(self.metrics.acknowledged).add_errback(self._on_error)
+                self._in_flight.append(self.producer.send(topic, key=key, value=value))
                 return True
             except KafkaTimeoutError:
                 log.warning("producer buffer full or metadata unavailable; the broker may be down")
+                self._settle()
                 if self.stop.is_set():
                     return False
 
@@ -94,7 +111,7 @@ class Generator:
         limit = settings.transactions_count
         sent = 0
         while not self.stop.is_set() and (limit is None or sent < limit):
-            due = pacer.due()
+            due = min(pacer.due(), MAX_ROUND)
             if limit is not None:
                 due = min(due, limit - sent)
             if due == 0:
@@ -107,9 +124,11 @@ class Generator:
                 sent += 1
             self.stats.add("sent", sent - sent_before)
             self.stats.maybe_log()
+            self._settle()
             self.metrics.sample_rate()
         log.info("flushing %d sent transactions", sent)
         self.producer.flush()
+        self._settle()  # flush() returns once every send is answered
         self.stats.maybe_log(force=True)
         if self.failed:
             log.error("%d of %d transactions were not delivered", self.failed, sent)

@@ -156,7 +156,9 @@ def detector(
         transactions_topic=INPUT,
         processing_guarantee=guarantee,  # type: ignore[arg-type]
         transaction_timeout_ms=300,
-        commit_interval_ms=60_000,  # commits only when the test says so
+        # commits only when the test says so: never due, and every poll of feed() is full
+        commit_interval_ms=60_000,
+        max_poll_records=FEED_RECORDS,
     )
     queue = list(replacements)
     consumer = FakeConsumer()
@@ -170,6 +172,9 @@ def detector(
     )
     made.subscribe()
     return made, consumer
+
+
+FEED_RECORDS = 3
 
 
 def feed(consumer: FakeConsumer, made: Detector) -> None:
@@ -304,3 +309,21 @@ def test_poll_failing_while_the_broker_is_away_is_retried(producers: list[FakePr
     consumer.batches.append(CommitFailedError("not retriable"))
     with pytest.raises(CommitFailedError):
         made.poll_once()
+
+
+@pytest.mark.parametrize("guarantee", ["exactly_once", "at_least_once"])
+def test_only_exactly_once_commits_as_soon_as_a_poll_is_not_full(
+    producers: list[FakeProducer], guarantee: str
+) -> None:
+    """exactly_once outputs are invisible until the commit; at_least_once ones are not."""
+    producers.append(FakeProducer())
+    made, consumer = detector(producers[0], [], guarantee)
+    feed(consumer, made)  # a full poll: the batch stays open
+    assert "commit_transaction" not in producers[0].calls
+    assert "flush" not in producers[0].calls
+    consumer.batches.append({TPS[1]: [Rec(0, partition=1)]})  # less than a full poll
+    made.poll_once()
+    if guarantee == "exactly_once":
+        assert producers[0].calls[-2:] == ["send_offsets_to_transaction", "commit_transaction"]
+    else:
+        assert "flush" not in producers[0].calls  # waits for COMMIT_INTERVAL_MS

@@ -206,7 +206,7 @@ def test_generator_counts_acknowledged_and_failed_and_reports_rates() -> None:
     assert value(metrics, "fraud_generator_target_rate") == 250
     for i in range(1, 501):
         clock.now = i / 250
-        metrics.acknowledged(object())
+        metrics.acknowledged()
         if i % 10 == 0:  # the send loop samples once per round of sends
             metrics.sample_rate()
     metrics.failed(TimeoutError())
