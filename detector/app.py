@@ -7,7 +7,6 @@ in at_least_once mode by committing after every output has been acknowledged.
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 import time
 from collections import Counter
@@ -26,21 +25,18 @@ from kafka.errors import (
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from detector.config import DetectorSettings
-from fraudcore.config import SettingsError, load_settings
+from fraudcore import service
 from fraudcore.kafka_io import (
-    BrokerUnavailableError,
     KafkaSecurityError,
     TopicSpec,
     client_options,
     describe_refusal,
     ensure_topics,
     producer_options,
-    wait_for_broker,
 )
-from fraudcore.metrics import DetectorMetrics, MetricsPortError, serve_metrics
+from fraudcore.metrics import DetectorMetrics
 from fraudcore.rule import Verdict, classify
-from fraudcore.runtime import StatsLine, StopFlag, configure_logging
-from fraudcore.security import redact_secrets_in_logs
+from fraudcore.runtime import StatsLine, StopFlag
 from kafka import KafkaConsumer, KafkaProducer
 
 log = logging.getLogger(__name__)
@@ -492,27 +488,11 @@ class Detector:
 
 def main() -> int:
     try:
-        settings = load_settings(DetectorSettings)
-    except SettingsError as exc:
-        print(f"detector: {exc}", file=sys.stderr)
-        return 2
-    configure_logging(settings.log_level, settings.log_format)
-    redact_secrets_in_logs(settings)  # a password never reaches a log line
-    log.info("detector starting: %s", settings.describe())
-    stop = StopFlag.install()
-    metrics = DetectorMetrics()
-    try:
-        serve_metrics(settings, metrics)  # METRICS_PORT: /metrics and /health, closed at exit
-    except MetricsPortError as exc:
-        log.error("%s", exc)
-        return 1
-    try:
-        admin = wait_for_broker(settings, stop, "detector")
-    except BrokerUnavailableError as exc:
-        log.error("%s", exc)
-        return 1
-    if admin is None:
-        return 0
+        settings, stop, metrics, admin = service.start(
+            "detector", DetectorSettings, lambda _settings: DetectorMetrics()
+        )
+    except service.ServiceExit as exit_:
+        return exit_.code
     try:
         with admin:
             ensure_topics(admin, required_topics(settings))

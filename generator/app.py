@@ -3,28 +3,24 @@
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from collections import Counter, deque
 
 from kafka.errors import KafkaTimeoutError
 from kafka.producer.future import FutureRecordMetadata
 
+from fraudcore import service
 from fraudcore.codec import encode, encode_key
-from fraudcore.config import SettingsError, load_settings
 from fraudcore.kafka_io import (
-    BrokerUnavailableError,
     KafkaSecurityError,
     TopicSpec,
     ensure_topics,
     producer_options,
-    wait_for_broker,
 )
-from fraudcore.metrics import GeneratorMetrics, MetricsPortError, serve_metrics
+from fraudcore.metrics import GeneratorMetrics
 from fraudcore.model import TransactionFactory
 from fraudcore.pacing import Pacer
-from fraudcore.runtime import StatsLine, StopFlag, configure_logging
-from fraudcore.security import redact_secrets_in_logs
+from fraudcore.runtime import StatsLine, StopFlag
 from generator.config import GeneratorSettings
 from kafka import KafkaProducer
 
@@ -139,27 +135,13 @@ class Generator:
 
 def main() -> int:
     try:
-        settings = load_settings(GeneratorSettings)
-    except SettingsError as exc:
-        print(f"generator: {exc}", file=sys.stderr)
-        return 2
-    configure_logging(settings.log_level, settings.log_format)
-    redact_secrets_in_logs(settings)  # a password never reaches a log line
-    log.info("generator starting: %s", settings.describe())
-    stop = StopFlag.install()
-    metrics = GeneratorMetrics(settings.transactions_per_second)
-    try:
-        serve_metrics(settings, metrics)  # METRICS_PORT: /metrics and /health, closed at exit
-    except MetricsPortError as exc:
-        log.error("%s", exc)
-        return 1
-    try:
-        admin = wait_for_broker(settings, stop, "generator")
-    except BrokerUnavailableError as exc:
-        log.error("%s", exc)
-        return 1
-    if admin is None:
-        return 0
+        settings, stop, metrics, admin = service.start(
+            "generator",
+            GeneratorSettings,
+            lambda settings: GeneratorMetrics(settings.transactions_per_second),
+        )
+    except service.ServiceExit as exit_:
+        return exit_.code
     topic = TopicSpec(
         settings.transactions_topic, settings.transactions_topic_partitions, access=("WRITE",)
     )

@@ -87,15 +87,19 @@ def consume(
     expected: int,
     timeout: float = 60.0,
     settle: float = 0.0,
+    *,
+    client_options: dict[str, Any] | None = None,
+    skip_key: bytes | None = None,
 ) -> list[Any]:
     """Read committed records from the beginning until `expected` arrived (or time is up).
 
     With `settle` > 0 it keeps reading that long after reaching `expected`, so that
-    duplicates or extra records have a chance to show up and fail the test.
+    duplicates or extra records have a chance to show up and fail the test. `client_options`
+    replace the plain bootstrap (e.g. a secure login); records keyed `skip_key` are left out.
     """
     consumer = KafkaConsumer(
         *topics,
-        bootstrap_servers=bootstrap,
+        **(client_options or {"bootstrap_servers": bootstrap}),
         group_id=None,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -108,7 +112,7 @@ def consume(
     try:
         while time.monotonic() < deadline:
             for batch in consumer.poll(timeout_ms=200).values():
-                records.extend(batch)
+                records.extend(r for r in batch if skip_key is None or r.key != skip_key)
             if len(records) >= expected:
                 if settle_until is None:
                     settle_until = time.monotonic() + settle
@@ -117,6 +121,23 @@ def consume(
     finally:
         consumer.close()
     return records
+
+
+def run_command(
+    args: list[str], env: Mapping[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run a command from the repository root, stdout and stderr captured as text; the test
+    judges the exit code."""
+    return subprocess.run(
+        args,
+        env=None if env is None else dict(env),
+        cwd=REPO_ROOT,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def wait_until(condition: Any, timeout: float, what: str, interval: float = 0.1) -> None:

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from detector.app import HEADER_SOURCE_OFFSET, HEADER_SOURCE_PARTITION, HEADER_SOURCE_TOPIC
-from tests.kafka_helpers import REPO_ROOT, Topics, create_topic, produce
+from tests.kafka_helpers import Topics, create_topic, produce, run_command
 from tests.samples import tutorial_record
 
 pytestmark = pytest.mark.integration
@@ -20,14 +20,10 @@ FRAUD = tutorial_record(950.0)
 
 
 def run_audit(topics: Topics, bootstrap: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+    return run_command(
         [sys.executable, "-m", "detector.audit", *args],
-        env={**os.environ, **topics.env(bootstrap)},
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
+        {**os.environ, **topics.env(bootstrap)},
         timeout=120,
-        check=False,
     )
 
 

@@ -10,14 +10,13 @@ import json
 import math
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.kafka_helpers import REPO_ROOT
+from tests.kafka_helpers import run_command
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -45,15 +44,7 @@ def test_quick_bench_writes_every_section(tmp_path: Path) -> None:
     temp.mkdir()
     out = tmp_path / "results"
     env = {**os.environ, "BENCH_QUICK": "1", "BENCH_SCALE": "0.2", "TMPDIR": str(temp)}
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "--out", str(out)],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=540,
-        check=False,
-    )
+    done = run_command([sys.executable, "-m", "bench", "--out", str(out)], env, timeout=540)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
 
     results = json.loads((out / "bench-quick.json").read_text())

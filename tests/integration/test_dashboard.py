@@ -25,7 +25,15 @@ from fraudcore.config import load_settings
 from fraudcore.model import TransactionFactory
 from fraudcore.runtime import StopFlag
 from kafka import KafkaProducer
-from tests.kafka_helpers import REPO_ROOT, Service, Topics, consume, create_topic, produce
+from tests.kafka_helpers import (
+    REPO_ROOT,
+    Service,
+    Topics,
+    consume,
+    create_topic,
+    produce,
+    run_command,
+)
 from tests.samples import BAD_VALUES
 
 pytestmark = pytest.mark.integration
@@ -132,15 +140,10 @@ def dashboard_env(bootstrap: str, topics: Topics) -> dict[str, str]:
 
 @pytest.mark.usefixtures("processed")
 def test_once_prints_one_plain_frame_without_a_terminal(bootstrap: str, topics: Topics) -> None:
-    done = subprocess.run(
+    done = run_command(
         [sys.executable, "-m", "dashboard", "--once", "3", "--width", "120"],
-        env=dashboard_env(bootstrap, topics),
-        cwd=REPO_ROOT,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
+        dashboard_env(bootstrap, topics),
         timeout=90,
-        check=False,
     )
     assert done.returncode == 0, done.stderr
     assert f"dead letters: {len(BAD_VALUES)}" in done.stdout, done.stdout

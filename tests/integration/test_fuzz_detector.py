@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import subprocess
 import sys
 from collections import Counter
 from decimal import Decimal, InvalidOperation
@@ -24,7 +23,14 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from fraudcore.rule import Verdict, classify
-from tests.kafka_helpers import REPO_ROOT, Service, Topics, consume, create_topic, produce
+from tests.kafka_helpers import (
+    Service,
+    Topics,
+    consume,
+    create_topic,
+    produce,
+    run_command,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -205,14 +211,8 @@ def test_generated_values_are_routed_once_each_to_the_right_topic(
     assert not problems, "\n".join(problems)
     print(f"{len(records)} values: " + json.dumps(Counter(r.topic for r in outputs)))
 
-    done = subprocess.run(
-        [sys.executable, "-m", "detector.audit", "--json"],
-        env={**os.environ, **env},
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    done = run_command(
+        [sys.executable, "-m", "detector.audit", "--json"], {**os.environ, **env}, timeout=120
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert json.loads(done.stdout)["counts"]["input"] == len(records)

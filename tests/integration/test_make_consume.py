@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from tests.kafka_helpers import REPO_ROOT, Topics, create_topic, produce
+from tests.kafka_helpers import Topics, create_topic, produce, run_command
 from tests.samples import tutorial_record
 
 pytestmark = pytest.mark.integration
@@ -16,15 +16,7 @@ pytestmark = pytest.mark.integration
 
 def make(*args: str, bootstrap: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "KAFKA_BROKER_URL": bootstrap}
-    return subprocess.run(
-        ["make", "--no-print-directory", *args],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_command(["make", "--no-print-directory", *args], env)
 
 
 def test_consume_prints_max_values_from_the_beginning(bootstrap: str, topics: Topics) -> None:

@@ -34,7 +34,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from tests.broker import BROKER_SCRIPT, free_port
 from tests.compose.compose_files import REPO, environment_of, interpolate, read_dotenv
 from tests.compose.compose_merge import merge
-from tests.kafka_helpers import Service, Topics
+from tests.kafka_helpers import Service, Topics, consume, run_command
 
 pytestmark = pytest.mark.integration
 
@@ -163,31 +163,16 @@ PROBE_KEY = b"acl-probe"
 def consume_as(
     options: dict[str, Any], topics: list[str], expected: int, timeout: float, settle: float = 0.0
 ) -> list[Any]:
-    """Read committed records from the beginning until `expected` arrived (then `settle` more).
-
-    Records keyed PROBE_KEY are not counted and not returned."""
-    consumer = KafkaConsumer(
-        *topics,
-        **options,
-        group_id=None,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        isolation_level="read_committed",
+    """Read committed records as the user of `options`; records keyed PROBE_KEY are left out."""
+    return consume(
+        options["bootstrap_servers"],
+        topics,
+        expected,
+        timeout,
+        settle,
+        client_options=options,
+        skip_key=PROBE_KEY,
     )
-    records: list[Any] = []
-    deadline = time.monotonic() + timeout
-    settle_until: float | None = None
-    try:
-        while time.monotonic() < deadline:
-            for batch in consumer.poll(timeout_ms=200).values():
-                records.extend(r for r in batch if r.key != PROBE_KEY)
-            if len(records) >= expected:
-                settle_until = settle_until or time.monotonic() + settle
-                if time.monotonic() >= settle_until:
-                    break
-    finally:
-        consumer.close()
-    return records
 
 
 def run_to_exit(name: str, env: dict[str, str], tmp_path: Path) -> tuple[int, str, float]:
@@ -219,13 +204,10 @@ os._exit(0)
 
 def bare_client_outcome(options: dict[str, Any]) -> str:
     """'connected', or the name of the exception kafka-python raised."""
-    done = subprocess.run(
+    done = run_command(
         [sys.executable, "-c", _CONNECT_SCRIPT],
-        env={**os.environ, "CLIENT_OPTIONS": json.dumps(options)},
-        capture_output=True,
-        text=True,
+        {**os.environ, "CLIENT_OPTIONS": json.dumps(options)},
         timeout=60,
-        check=False,
     )
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
@@ -646,14 +628,7 @@ def test_compose_secure_commands_work_without_docker(tmp_path: Path) -> None:
             time.sleep(2)
 
         init_spec = kafka["services"]["kafka-init"]
-        init = subprocess.run(
-            host.command(init_spec),
-            env=host.env(init_spec),
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
+        init = run_command(host.command(init_spec), host.env(init_spec), timeout=300)
         assert init.returncode == 0, init.stdout + init.stderr
         assert "kafka-init: topics and ACLs ready" in init.stdout
 
