@@ -33,6 +33,7 @@ from bench.kafka_ops import encoded_transactions
 from detector.app import make_consumer as detector_consumer
 from detector.app import make_producer as detector_producer
 from detector.config import DetectorSettings
+from fraudcore.runtime import freeze_startup_heap
 from generator.app import make_producer as generator_producer
 from generator.config import GeneratorSettings
 from kafka import KafkaConsumer, KafkaProducer
@@ -46,6 +47,7 @@ def _produce(args: argparse.Namespace) -> int:
     producer = generator_producer(settings)
     try:
         producer.partitions_for(args.topic)
+        freeze_startup_heap()  # as the generator does before its loop
         started = time.monotonic()
         send = producer.send
         for key, value in records:
@@ -80,6 +82,7 @@ def _pipe(args: argparse.Namespace) -> int:
     consumer = detector_consumer(settings)
     producer = detector_producer(settings)
     consumer.subscribe([args.topic])
+    freeze_startup_heap()  # as the detector does before its loop
     pending: dict[Any, Any] = {}
     last_commit = time.monotonic()
     send = producer.send

