@@ -38,8 +38,6 @@ from generator.app import make_producer as generator_producer
 from generator.config import GeneratorSettings
 from kafka import KafkaConsumer, KafkaProducer
 
-COMMIT_INTERVAL_SECONDS = 0.1
-
 
 def _produce(args: argparse.Namespace) -> int:
     records = encoded_transactions(args.count, args.seed)
@@ -84,6 +82,7 @@ def _pipe(args: argparse.Namespace) -> int:
     consumer.subscribe([args.topic])
     freeze_startup_heap()  # as the detector does before its loop
     pending: dict[Any, Any] = {}
+    commit_interval = settings.commit_interval_ms / 1000  # the detector's COMMIT_INTERVAL_MS
     last_commit = time.monotonic()
     send = producer.send
     output = args.output
@@ -93,7 +92,7 @@ def _pipe(args: argparse.Namespace) -> int:
                 for record in records:
                     send(output, value=record.value, key=record.key, headers=record.headers)
                 pending[tp] = OffsetAndMetadata(records[-1].offset + 1, "", -1)
-            if pending and time.monotonic() - last_commit >= COMMIT_INTERVAL_SECONDS:
+            if pending and time.monotonic() - last_commit >= commit_interval:
                 producer.flush()
                 consumer.commit(pending)
                 pending = {}

@@ -83,3 +83,8 @@ class TransactionFactory:
             uuid4_text(rng.getrandbits(128)),
             self._clock(),
         )
+
+    def take(self, count: int) -> list[Transaction]:
+        """The next `count` transactions."""
+        make = self.next
+        return [make() for _ in range(count)]

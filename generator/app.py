@@ -113,10 +113,12 @@ class Generator:
                 due = min(due, limit - sent)
             if due == 0:
                 self.stop.wait(min(pacer.seconds_until_next(), MAX_IDLE_SECONDS))
+            # Make the round's records first, then send them: two tight loops run measurably
+            # faster than one that alternates between making a record and kafka-python's send.
+            records = [(encode_key(tx), encode(tx)) for tx in factory.take(due)]
             sent_before = sent
-            for _ in range(due):
-                tx = factory.next()
-                if not self._send_one(settings.transactions_topic, encode_key(tx), encode(tx)):
+            for key, value in records:
+                if not self._send_one(settings.transactions_topic, key, value):
                     break
                 sent += 1
             self.stats.add("sent", sent - sent_before)

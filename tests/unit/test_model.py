@@ -51,3 +51,10 @@ def test_timestamps_are_utc_iso_with_milliseconds() -> None:
     assert stamp.endswith("Z")
     parsed = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
     assert before <= parsed <= after
+
+
+def test_take_continues_the_same_stream() -> None:
+    one_by_one = TransactionFactory(seed=3, clock=lambda: "t")
+    in_rounds = TransactionFactory(seed=3, clock=lambda: "t")
+    expected = [one_by_one.next() for _ in range(25)]
+    assert in_rounds.take(10) + in_rounds.take(0) + in_rounds.take(15) == expected
