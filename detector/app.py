@@ -289,10 +289,8 @@ class Detector:
         try:
             if batch:
                 self._open_batch()
-            route = self._route
             for tp, records in batch.items():
-                for record in records:
-                    route(record)
+                self._route(records)
                 self._pending[tp] = OffsetAndMetadata(records[-1].offset + 1, "", -1)
         except KafkaError as exc:  # the producer refused a record: the whole batch is redone
             self._abandon_batch(exc)
@@ -323,25 +321,32 @@ class Detector:
             self.producer.begin_transaction()
             self._in_transaction = True
 
-    def _route(self, record: ConsumedRecord) -> None:
-        """Send one record on to its topic. Runs once per record: keep it lean."""
-        value = record.value
-        result = classify(value, self._threshold, self._max_value_bytes)
-        headers = record.headers
-        if result.verdict is Verdict.INVALID:
-            headers = [
-                *(headers or ()),
-                (HEADER_REASON, result.reason.encode()),
-                (HEADER_SOURCE_TOPIC, record.topic.encode()),
-                (HEADER_SOURCE_PARTITION, str(record.partition).encode()),
-                (HEADER_SOURCE_OFFSET, str(record.offset).encode()),
-            ]
-        future = self.producer.send(
-            self._topics[result.verdict], value=value, key=record.key, headers=headers
-        )
-        if self._errback is not None:
-            future.add_errback(self._errback)
-        self.metrics.routed(result.verdict, record.timestamp, result.reason)
+    def _route(self, records: list[ConsumedRecord]) -> None:
+        """Send each record on to its topic. Runs once per record: keep it lean.
+
+        All verdicts first, then all sends: two tight loops run measurably faster than one that
+        alternates between the codec and kafka-python's send.
+        """
+        threshold, max_bytes = self._threshold, self._max_value_bytes
+        verdicts = [classify(record.value, threshold, max_bytes) for record in records]
+        send, topics, errback = self.producer.send, self._topics, self._errback
+        routed = self.metrics.routed
+        for record, result in zip(records, verdicts, strict=True):
+            headers = record.headers
+            if result.verdict is Verdict.INVALID:
+                headers = [
+                    *(headers or ()),
+                    (HEADER_REASON, result.reason.encode()),
+                    (HEADER_SOURCE_TOPIC, record.topic.encode()),
+                    (HEADER_SOURCE_PARTITION, str(record.partition).encode()),
+                    (HEADER_SOURCE_OFFSET, str(record.offset).encode()),
+                ]
+            future = send(
+                topics[result.verdict], value=record.value, key=record.key, headers=headers
+            )
+            if errback is not None:
+                future.add_errback(errback)
+            routed(result.verdict, record.timestamp, result.reason)
 
     def _on_send_error(self, exc: BaseException) -> None:
         self._failed_sends += 1
