@@ -70,11 +70,14 @@ class TransactionFactory:
 
     def next(self) -> Transaction:
         rng, accounts = self._rng, self._accounts
-        # Two different accounts, uniformly (random.sample's result, at a fraction of its cost).
-        source = rng.randrange(len(accounts))
-        target = rng.randrange(len(accounts) - 1)
+        # int(random() * n) is uniform over range(n) to within n / 2**53 (random() has 53 bits)
+        # and costs a third of randrange(n), which this runs three times per record.
+        draw = rng.random
+        # Two different accounts (what random.sample(accounts, 2) gives, at a fraction of its cost)
+        source = int(draw() * len(accounts))
+        target = int(draw() * (len(accounts) - 1))
         target += target >= source
-        cents = rng.randrange(MIN_AMOUNT_CENTS, MAX_AMOUNT_CENTS + 1)
+        cents = MIN_AMOUNT_CENTS + int(draw() * (MAX_AMOUNT_CENTS - MIN_AMOUNT_CENTS + 1))
         return Transaction(
             accounts[source],
             accounts[target],

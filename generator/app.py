@@ -86,17 +86,18 @@ class Generator:
         if delivered:
             self.metrics.acknowledged(delivered)
 
-    def _send_one(self, topic: str, key: bytes, value: bytes) -> bool:
-        """Hand one record to the producer, waiting out a full buffer. False if stopped first."""
+    def _send_when_buffer_frees(self, topic: str, key: bytes, value: bytes) -> bool:
+        """Send one record that found the producer's buffer full. False if stopped first."""
         while True:
+            log.warning("producer buffer full or metadata unavailable; the broker may be down")
+            self._settle()
+            if self.stop.is_set():
+                return False
             try:
                 self._in_flight.append(self.producer.send(topic, key=key, value=value))
                 return True
             except KafkaTimeoutError:
-                log.warning("producer buffer full or metadata unavailable; the broker may be down")
-                self._settle()
-                if self.stop.is_set():
-                    return False
+                continue
 
     def run(self) -> int:
         settings = self.settings
@@ -106,6 +107,7 @@ class Generator:
         freeze_startup_heap()
         pacer = self._pacer = Pacer(settings.transactions_per_second, time.monotonic)
         limit = settings.transactions_count
+        topic, send, track = settings.transactions_topic, self.producer.send, self._in_flight.append
         sent = 0
         while not self.stop.is_set() and (limit is None or sent < limit):
             due = min(pacer.due(), MAX_ROUND)
@@ -118,8 +120,11 @@ class Generator:
             records = [(encode_key(tx), encode(tx)) for tx in factory.take(due)]
             sent_before = sent
             for key, value in records:
-                if not self._send_one(settings.transactions_topic, key, value):
-                    break
+                try:
+                    track(send(topic, key=key, value=value))
+                except KafkaTimeoutError:
+                    if not self._send_when_buffer_frees(topic, key, value):
+                        break
                 sent += 1
             self.stats.add("sent", sent - sent_before)
             self.stats.maybe_log()

@@ -28,6 +28,29 @@ def test_encode_writes_compact_json_with_two_decimals() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("tx_id", "timestamp", "expected"),
+    [
+        (None, None, b'{"source":"A","target":"B","amount":1.50,"currency":"EUR"}'),
+        ("i", None, b'{"id":"i","source":"A","target":"B","amount":1.50,"currency":"EUR"}'),
+        (None, "t", b'{"source":"A","target":"B","amount":1.50,"currency":"EUR","timestamp":"t"}'),
+        (
+            'q"\\é',
+            "t",
+            b'{"id":"q\\"\\\\\\u00e9","source":"A","target":"B","amount":1.50,"currency":"EUR",'
+            b'"timestamp":"t"}',
+        ),
+    ],
+)
+def test_optional_fields_are_left_out_and_strings_escaped(
+    tx_id: str | None, timestamp: str | None, expected: bytes
+) -> None:
+    tx = Transaction(source="A", target="B", amount=Decimal("1.5"), id=tx_id, timestamp=timestamp)
+    assert encode(tx) == expected
+    assert json.loads(expected)["amount"] == 1.5
+    assert decode(encode(tx)) == tx._replace(amount=Decimal("1.50"))
+
+
 def test_round_trip_keeps_every_field() -> None:
     factory = TransactionFactory(seed=7)
     for _ in range(200):
