@@ -74,13 +74,13 @@ def paced_rates(ctx: Context) -> list[dict[str, Any]]:
     return results
 
 
-def raw_producer(ctx: Context, topic: str) -> dict[str, Any]:
+def raw_producer(ctx: Context, topic: str, label: str = "raw-producer") -> dict[str, Any]:
     """Preload `topic` (LogAppendTime) with the raw producer and time it. The detector's input."""
     count = ctx.config.records
     create_topics(ctx.bootstrap, [topic], ctx.config.partitions, LOG_APPEND_TIME)
     process = ctx.baseline(
         "produce",
-        "raw-producer",
+        label,
         ["--topic", topic, "--count", str(count), "--seed", str(ctx.config.seed)],
     )
     code = process.wait(120 + count / 1000)
@@ -92,11 +92,28 @@ def raw_producer(ctx: Context, topic: str) -> dict[str, Any]:
     return {"rate": rate, "seconds": seconds, "records": count, "own_timing_rate": own["rate"]}
 
 
-def unthrottled(ctx: Context) -> dict[str, Any]:
+def unthrottled(ctx: Context, label: str = "generator-unthrottled") -> dict[str, Any]:
     count = ctx.config.records
     topic = ctx.name("generator-unthrottled")
     create_topics(ctx.bootstrap, [topic], ctx.config.partitions, LOG_APPEND_TIME)
-    run_generator(ctx, "generator-unthrottled", topic, UNTHROTTLED_RATE, count)
+    run_generator(ctx, label, topic, UNTHROTTLED_RATE, count)
     rate, seconds = _rate_from_topic(ctx, topic, count)
     log.info("generator unthrottled: %.0f records/s", rate)
     return {"target_rate": UNTHROTTLED_RATE, "rate": rate, "seconds": seconds, "records": count}
+
+
+def producers(ctx: Context, input_topic: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The raw producer and the unthrottled generator, `repeats` times each and interleaved (as
+    the consumers are), so that a noisy spell hits both alike; the fastest run of each counts.
+    The first raw run writes `input_topic`, the input of the detector and its baselines."""
+    raw_runs: list[dict[str, Any]] = []
+    generator_runs: list[dict[str, Any]] = []
+    for run in range(1, ctx.config.repeats + 1):
+        topic = input_topic if run == 1 else ctx.name("raw-producer")
+        raw_runs.append(raw_producer(ctx, topic, f"raw-producer-{run}"))
+        generator_runs.append(unthrottled(ctx, f"generator-unthrottled-{run}"))
+    return _fastest(raw_runs), _fastest(generator_runs)
+
+
+def _fastest(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    return {**max(runs, key=lambda r: r["rate"]), "runs": [r["rate"] for r in runs]}

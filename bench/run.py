@@ -67,14 +67,16 @@ def measure(ctx: Context, sections: set[str]) -> dict[str, Any]:
     cfg = ctx.config
     results: dict[str, Any] = {}
     input_topic = ctx.name("input")
-    # The raw producer's run preloads the input that the detector and the baselines read.
-    raw = generator_bench.raw_producer(ctx, input_topic)
+    # The raw producer's (first) run preloads the input that the detector and the baselines read.
     if "generator" in sections:
+        raw, unthrottled = generator_bench.producers(ctx, input_topic)
         results["generator"] = {
             "raw_producer": raw,
-            "unthrottled": generator_bench.unthrottled(ctx),
+            "unthrottled": unthrottled,
             "paced": generator_bench.paced_rates(ctx),
         }
+    elif "detector" in sections:
+        generator_bench.raw_producer(ctx, input_topic)
     if "detector" in sections:
         consumers = detector_bench.consumers(ctx, input_topic)
         results["detector"] = {g: consumers[g] for g in detector_bench.GUARANTEES}
