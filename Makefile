@@ -72,7 +72,7 @@ lint: install ## ruff lint and format check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-typecheck: install ## mypy --strict on the services
+typecheck: install ## mypy --strict on the services, the bench and the tests
 	$(VENV)/bin/mypy
 
 test-unit: install ## the fast tier: no broker

@@ -22,6 +22,7 @@ import yaml
 
 from detector.app import DEAD_LETTER_MAX_MESSAGE_BYTES
 from detector.config import DetectorSettings
+from fraudcore.config import CommonSettings
 from generator.config import GeneratorSettings
 from tests.compose.compose_files import (
     REPO,
@@ -42,7 +43,10 @@ APP_BASE, APP_SECURE = "docker-compose.yml", "docker-compose.secure.yml"
 OVERRIDES = {KAFKA_SECURE: KAFKA_BASE, APP_SECURE: APP_BASE}
 SECRETS_DIR = ".kafka-secrets/docker"
 USERS = ("admin", "broker", "generator", "detector")
-APPS = {"generator": GeneratorSettings, "detector": DetectorSettings}
+APPS: dict[str, type[CommonSettings]] = {
+    "generator": GeneratorSettings,
+    "detector": DetectorSettings,
+}
 
 
 def _load(name: str) -> dict[str, Any]:

@@ -46,7 +46,7 @@ def processed(bootstrap: str, topics: Topics, tmp_path: Path) -> list[str]:
     factory = TransactionFactory(seed=31)
     txs = [factory.next() for _ in range(300)]
     bad = [(f"bad-{i}".encode(), value) for i, (_, value, _) in enumerate(BAD_VALUES)]
-    produce(bootstrap, topics.input, [(encode_key(t), encode(t)) for t in txs] + bad)
+    produce(bootstrap, topics.input, [*((encode_key(t), encode(t)) for t in txs), *bad])
     detector = Service.module("detector", topics.env(bootstrap), tmp_path)
     try:
         outputs = [topics.legit, topics.fraud, topics.invalid]

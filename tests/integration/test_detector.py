@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kafka.structs import TopicPartition
@@ -55,7 +56,7 @@ def test_mixed_batch_is_routed_and_forwarded_byte_for_byte(
     txs = [TransactionFactory(seed=4).next() for _ in range(50)]
     good += [(encode_key(tx), encode(tx)) for tx in txs]
     bad = [(f"bad-{i}".encode(), value) for i, (_, value, _) in enumerate(BAD_VALUES)]
-    produce(bootstrap, topics.input, good + bad, headers=[("origin", b"test")])
+    produce(bootstrap, topics.input, [*good, *bad], headers=[("origin", b"test")])
 
     detector = start_detector(bootstrap, topics, tmp_path, PROCESSING_GUARANTEE=guarantee)
     outputs = consume(
@@ -67,7 +68,7 @@ def test_mixed_batch_is_routed_and_forwarded_byte_for_byte(
     assert detector.running(), detector.output()
     assert detector.stop() == 0, detector.output()
 
-    by_topic: dict[str, list[object]] = {topics.legit: [], topics.fraud: [], topics.invalid: []}
+    by_topic: dict[str, list[Any]] = {topics.legit: [], topics.fraud: [], topics.invalid: []}
     for record in outputs:
         by_topic[record.topic].append(record)
     legit_in = [(k, v) for k, v in good if json.loads(v)["amount"] <= 900]
@@ -79,7 +80,7 @@ def test_mixed_batch_is_routed_and_forwarded_byte_for_byte(
 
     # Dead letters say why and where they came from; the source offset finds the original.
     originals = {
-        (r.partition, r.offset): r for r in consume(bootstrap, [topics.input], len(good + bad))
+        (r.partition, r.offset): r for r in consume(bootstrap, [topics.input], len(good) + len(bad))
     }
     expected_reason = {f"bad-{i}".encode(): reason for i, (_, _, reason) in enumerate(BAD_VALUES)}
     for record in by_topic[topics.invalid]:

@@ -108,8 +108,8 @@ def transaction_like(draw: st.DrawFn) -> tuple[bytes, Verdict]:
         valid = False
     fields = draw(st.permutations(fields))
     space = draw(st.sampled_from(["", " ", "\n\t "]))
-    value = ("{" + space + ("," + space).join(fields) + space + "}").encode()
-    return value, oracle(amount, valid)
+    encoded = ("{" + space + ("," + space).join(fields) + space + "}").encode()
+    return encoded, oracle(amount, valid)
 
 
 def oracle(amount_text: str, fields_valid: bool) -> Verdict:

@@ -154,7 +154,7 @@ def detector(
 ) -> tuple[Detector, FakeConsumer]:
     settings = DetectorSettings(
         transactions_topic=INPUT,
-        processing_guarantee=guarantee,  # type: ignore[arg-type]
+        processing_guarantee=guarantee,
         transaction_timeout_ms=300,
         # commits only when the test says so: never due, and every poll of feed() is full
         commit_interval_ms=60_000,
@@ -164,11 +164,11 @@ def detector(
     consumer = FakeConsumer()
     made = Detector(
         settings,
-        consumer,  # type: ignore[arg-type]
-        first,  # type: ignore[arg-type]
+        consumer,
+        first,
         StopFlag(),
         clock,
-        new_producer=lambda: queue.pop(0),  # type: ignore[arg-type,return-value]
+        new_producer=lambda: queue.pop(0),
     )
     made.subscribe()
     return made, consumer
@@ -192,9 +192,13 @@ def test_call_with_deadline() -> None:
     release = threading.Event()
     started = time.monotonic()
     with pytest.raises(TransactionStalledError, match=r"stuck did not complete within 0\.2s"):
-        call_with_deadline(lambda: release.wait(10) and None, 0.2, "stuck")
+        call_with_deadline(lambda: _wait(release), 0.2, "stuck")
     assert time.monotonic() - started < 2
     release.set()
+
+
+def _wait(event: threading.Event) -> None:
+    event.wait(10)
 
 
 def _raise(exc: BaseException) -> Callable[[], None]:
