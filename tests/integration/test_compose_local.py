@@ -20,7 +20,7 @@ import pytest
 
 from tests.broker import free_port
 from tests.compose.compose_files import REPO, environment_of, load_compose
-from tests.kafka_helpers import Service, consume, wait_until
+from tests.kafka_helpers import Service, consume, run_command, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -90,14 +90,9 @@ def test_compose_services_run_as_local_processes(bootstrap: str, tmp_path: Path)
     assert max(legit_amounts) <= 900
 
     # The README's check: make consume of the fraud topic prints only amounts over 900.
-    done = subprocess.run(
+    done = run_command(
         ["make", "--no-print-directory", "consume", f"TOPIC={fraud}", "MAX=20"],
-        cwd=REPO,
-        env={**os.environ, "KAFKA_BROKER_URL": bootstrap},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+        {**os.environ, "KAFKA_BROKER_URL": bootstrap},
     )
     assert done.returncode == 0, done.stderr
     printed = [json.loads(line)["amount"] for line in done.stdout.splitlines()]

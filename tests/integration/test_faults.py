@@ -13,7 +13,6 @@ import json
 import os
 import random
 import re
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -30,12 +29,12 @@ from fraudcore.model import TransactionFactory
 from kafka import KafkaAdminClient, KafkaConsumer
 from tests.broker import Broker
 from tests.kafka_helpers import (
-    REPO_ROOT,
     Service,
     Topics,
     consume,
     create_topic,
     produce,
+    run_command,
     wait_until,
 )
 
@@ -78,14 +77,10 @@ def committed_total(admin: KafkaAdminClient, topics: Topics) -> int:
 
 def audit(env: dict[str, str]) -> tuple[int, dict[str, Any]]:
     """Run the audit CLI as a user would; its exit status and JSON report."""
-    done = subprocess.run(
+    done = run_command(
         [sys.executable, "-m", "detector.audit", "--json", "--timeout", "90"],
-        env={**os.environ, **env},
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
+        {**os.environ, **env},
         timeout=150,
-        check=False,
     )
     assert done.returncode in (0, 1), f"audit failed ({done.returncode}): {done.stderr}"
     return done.returncode, json.loads(done.stdout)

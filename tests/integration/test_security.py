@@ -133,9 +133,7 @@ def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBr
         str(secrets),
     ]
     try:
-        done = subprocess.run(
-            command, env=env, capture_output=True, text=True, timeout=300, check=False
-        )
+        done = run_command(command, env, timeout=300)
     except subprocess.TimeoutExpired:
         _clean(data_dir)
         pytest.fail("kafka/broker.sh up --secure did not finish within 300s")

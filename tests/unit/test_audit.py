@@ -20,7 +20,7 @@ from detector.app import (
 from detector.audit import AuditTopics, Record, audit_records, render
 from fraudcore.codec import encode, encode_key
 from fraudcore.model import TransactionFactory
-from tests.kafka_helpers import REPO_ROOT
+from tests.kafka_helpers import run_command
 from tests.samples import tutorial_record
 
 TOPICS = AuditTopics(input="in", legit="legit", fraud="fraud", dead_letter="dlq")
@@ -178,15 +178,7 @@ def test_forty_thousand_records_take_seconds_not_minutes() -> None:
 
 
 def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "detector.audit", *args],
-        env={**os.environ, **env},
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_command([sys.executable, "-m", "detector.audit", *args], {**os.environ, **env}, 60)
 
 
 def test_cli_bad_setting_is_one_line_and_exit_2() -> None:

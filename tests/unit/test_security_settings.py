@@ -18,6 +18,7 @@ from fraudcore.config import SettingsError, load_settings
 from fraudcore.kafka_io import client_options
 from fraudcore.security import RedactSecrets
 from generator.config import GeneratorSettings
+from tests.kafka_helpers import run_command
 
 SECURITY_VARS = [
     "KAFKA_SECURITY_PROTOCOL",
@@ -273,14 +274,7 @@ def test_service_with_bad_security_settings_exits_2_without_the_secret(service: 
         "KAFKA_SASL_PASSWORD": SECRET,
         "PATH": "",
     }
-    done = subprocess.run(
-        [sys.executable, "-m", service],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_command([sys.executable, "-m", service], env, timeout=60)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr

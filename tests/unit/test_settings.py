@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from decimal import Decimal
 
@@ -11,6 +10,7 @@ import pytest
 from detector.config import DetectorSettings
 from fraudcore.config import SettingsError, load_settings
 from generator.config import GeneratorSettings
+from tests.kafka_helpers import run_command
 
 
 def test_defaults_are_the_tutorials(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -91,14 +91,7 @@ def test_bad_detector_setting_names_the_variable(
 @pytest.mark.parametrize("service", ["generator", "detector"])
 def test_service_exits_non_zero_with_one_line(service: str) -> None:
     env = {"TRANSACTIONS_PER_SECOND": "fast", "FRAUD_AMOUNT_THRESHOLD": "lots", "PATH": ""}
-    done = subprocess.run(
-        [sys.executable, "-m", service],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_command([sys.executable, "-m", service], env, timeout=60)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
