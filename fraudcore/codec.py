@@ -42,21 +42,12 @@ _json_string: Callable[[str], str] = json.encoder.encode_basestring_ascii
 
 def encode(tx: Transaction) -> bytes:
     """Compact JSON with the amount written with exactly two decimals (e.g. 900.00)."""
-    if tx.id is not None and tx.timestamp is not None:  # every generated one: one f-string
-        return (
-            f'{{"id":{_json_string(tx.id)},"source":{_json_string(tx.source)},'
-            f'"target":{_json_string(tx.target)},"amount":{tx.amount:.2f},'
-            f'"currency":{_json_string(tx.currency)},"timestamp":{_json_string(tx.timestamp)}}}'
-        ).encode()
-    text = (
-        f'"source":{_json_string(tx.source)},"target":{_json_string(tx.target)},'
-        f'"amount":{tx.amount:.2f},"currency":{_json_string(tx.currency)}'
-    )
-    if tx.id is not None:
-        text = f'"id":{_json_string(tx.id)},{text}'
-    if tx.timestamp is not None:
-        text = f'{text},"timestamp":{_json_string(tx.timestamp)}'
-    return f"{{{text}}}".encode()
+    head = "" if tx.id is None else f'"id":{_json_string(tx.id)},'
+    tail = "" if tx.timestamp is None else f',"timestamp":{_json_string(tx.timestamp)}'
+    return (
+        f'{{{head}"source":{_json_string(tx.source)},"target":{_json_string(tx.target)},'
+        f'"amount":{tx.amount:.2f},"currency":{_json_string(tx.currency)}{tail}}}'
+    ).encode()
 
 
 def encode_key(tx: Transaction) -> bytes:

@@ -62,7 +62,6 @@ class Generator:
         self.metrics = metrics or GeneratorMetrics(settings.transactions_per_second)
         self.failed = 0
         self.stats = StatsLine(log, settings.stats_interval_seconds, self._render)
-        self._pacer: Pacer | None = None
         # Sends not yet answered by the broker, oldest first. Settled once per round of sends:
         # a callback per record would run on the producer's I/O thread and compete for the GIL.
         self._in_flight: deque[FutureRecordMetadata] = deque()
@@ -105,7 +104,7 @@ class Generator:
         # Fetch the topic's metadata first, so the first send does not stall the schedule.
         self.producer.partitions_for(settings.transactions_topic)
         freeze_startup_heap()
-        pacer = self._pacer = Pacer(settings.transactions_per_second, time.monotonic)
+        pacer = Pacer(settings.transactions_per_second, time.monotonic)
         limit = settings.transactions_count
         topic, send, track = settings.transactions_topic, self.producer.send, self._in_flight.append
         sent = 0
