@@ -6,6 +6,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bench.config import BenchConfig
 from bench.kafka_ops import run_tag
@@ -45,3 +46,15 @@ class Context:
             env,
             self.logs / f"{label}.log",
         )
+
+
+def best(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """The fastest run (the one least disturbed by other load), with every run's rate, and every
+    run's CPU per record and the highest peak RSS where the runs measured those."""
+    top = max(samples, key=lambda s: s["rate"])
+    result = {**top, "runs": [s["rate"] for s in samples]}
+    if "cpu_us_per_record" in top:
+        result["cpu_us_per_record_runs"] = [s["cpu_us_per_record"] for s in samples]
+    if "peak_rss_mb" in top:
+        result["peak_rss_mb"] = max((s["peak_rss_mb"] or 0.0) for s in samples)
+    return result

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from bench.context import Context, log
+from bench.context import Context, best, log
 from bench.kafka_ops import admin_client, committed, create_topics, end_offsets, watch
 from bench.procs import Process
 
@@ -135,14 +135,3 @@ def consumers(ctx: Context, input_topic: str) -> dict[str, Any]:
             runs[guarantee].append(detector(ctx, input_topic, guarantee, run))
         runs["naive"].append(naive(ctx, input_topic, run))
     return {name: best(samples) for name, samples in runs.items()}
-
-
-def best(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """The fastest run (the one least disturbed by other load), with every run's rate."""
-    top = max(samples, key=lambda s: s["rate"])
-    return {
-        **top,
-        "runs": [s["rate"] for s in samples],
-        "cpu_us_per_record_runs": [s["cpu_us_per_record"] for s in samples],
-        "peak_rss_mb": max((s["peak_rss_mb"] or 0.0) for s in samples),
-    }

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bench.context import Context, log
+from bench.context import Context, best, log
 from bench.kafka_ops import LOG_APPEND_TIME, create_topics, timestamp_span
 
 UNTHROTTLED_RATE = 1e9
@@ -112,8 +112,4 @@ def producers(ctx: Context, input_topic: str) -> tuple[dict[str, Any], dict[str,
         topic = input_topic if run == 1 else ctx.name("raw-producer")
         raw_runs.append(raw_producer(ctx, topic, f"raw-producer-{run}"))
         generator_runs.append(unthrottled(ctx, f"generator-unthrottled-{run}"))
-    return _fastest(raw_runs), _fastest(generator_runs)
-
-
-def _fastest(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    return {**max(runs, key=lambda r: r["rate"]), "runs": [r["rate"] for r in runs]}
+    return best(raw_runs), best(generator_runs)
