@@ -1,7 +1,7 @@
 """Static checks of the Docker artifacts: no Docker engine, no broker, no network.
 
-Covers docker-compose.kafka.yml, docker-compose.yml, .env, generator/Dockerfile,
-detector/Dockerfile and .dockerignore: validity against the Compose Specification JSON schema
+Covers docker-compose.kafka.yml, docker-compose.yml, .env, the Dockerfile (one stage per
+service on a shared base) and .dockerignore: validity against the Compose Specification JSON schema
 (see compose_schema.py for where it comes from), pinning, the broker's KRaft settings, the
 network contract between the two files, and that every environment variable handed to a
 service is one its code reads.
@@ -10,13 +10,11 @@ service is one its code reads.
 from __future__ import annotations
 
 import ast
-import json
 import operator
 import re
 import subprocess
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,6 +32,15 @@ from tests.compose.compose_files import (
     walk_strings,
 )
 from tests.compose.compose_schema import ComposeSchema, load_compose_schema
+from tests.compose.dockerfile import (
+    DOCKERFILE,
+    chain,
+    copy_sources,
+    instructions,
+    stages,
+    target_cmd,
+    target_instructions,
+)
 
 KAFKA_FILE = "docker-compose.kafka.yml"
 APP_FILE = "docker-compose.yml"
@@ -415,15 +422,18 @@ def test_topics_agree_between_the_files(resolved: dict[str, dict[str, Any]]) -> 
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_app_service_builds_from_its_dockerfile(
+def test_app_service_builds_its_stage_of_the_dockerfile(
     service: str, resolved: dict[str, dict[str, Any]]
 ) -> None:
     spec = resolved[APP_FILE]["services"][service]
     build = spec.get("build")
     assert isinstance(build, dict), f"{service}: build must be a mapping"
     assert build.get("context") == ".", "the build context is the repository root"
-    assert build.get("dockerfile") == f"{service}/Dockerfile"
-    assert (REPO / service / "Dockerfile").is_file()
+    assert build.get("dockerfile", "Dockerfile") == "Dockerfile", "one Dockerfile for both"
+    assert build.get("target") == service, f"{service}: build.target picks its stage"
+    assert DOCKERFILE.is_file()
+    chain(service)  # the stage exists
+    assert "image" not in spec, "compose names the images <project>-<service>, as users know"
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -539,94 +549,63 @@ def test_app_env_names_are_settings_the_code_reads(
 # --------------------------------------------------------------------------- Dockerfiles
 
 
-def _instructions(path: Path) -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) pairs; comments dropped, continuation lines joined."""
-    out: list[tuple[str, str]] = []
-    pending = ""
-    for line in path.read_text().splitlines():
-        stripped = line.strip()
-        if not pending and (not stripped or stripped.startswith("#")):
-            continue
-        if pending and stripped.startswith("#"):
-            continue  # comment lines inside a continuation are ignored by Docker too
-        if stripped.endswith("\\"):
-            pending += stripped[:-1] + " "
-            continue
-        full = pending + stripped
-        pending = ""
-        keyword, _, args = full.partition(" ")
-        out.append((keyword.upper(), args.strip()))
-    assert not pending, f"{path}: dangling line continuation"
-    return out
-
-
-def _copy_sources(args: str) -> list[str]:
-    parts = [p for p in args.split() if not p.startswith("--")]
-    return parts[:-1]
-
-
 @pytest.fixture(params=SERVICES)
 def dockerfile(request: pytest.FixtureRequest) -> tuple[str, list[tuple[str, str]]]:
+    """(service, the instructions that build its image: the base stage's, then its own)."""
     service: str = request.param
-    path = REPO / service / "Dockerfile"
-    assert path.is_file(), f"{path} is missing"
-    return service, _instructions(path)
+    assert DOCKERFILE.is_file(), f"{DOCKERFILE} is missing"
+    return service, target_instructions(service)
 
 
-def test_dockerfile_base_image_is_pinned(dockerfile: tuple[str, list[tuple[str, str]]]) -> None:
-    _, instructions = dockerfile
-    froms = [args for keyword, args in instructions if keyword == "FROM"]
-    assert froms, "no FROM"
-    for args in froms:
-        image = args.split()[0]
+def test_dockerfile_base_image_is_pinned() -> None:
+    stage_names = {stage.name for stage in stages() if stage.name}
+    images = [stage.base for stage in stages() if stage.base not in stage_names]
+    assert images, "no FROM"
+    for image in images:
         assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm(@sha256:[0-9a-f]{64})?", image), (
             f"base image {image!r}: pin python:3.11.<patch>-slim-bookworm"
         )
 
 
 def test_dockerfile_runs_as_non_root(dockerfile: tuple[str, list[tuple[str, str]]]) -> None:
-    _, instructions = dockerfile
-    users = [(i, args) for i, (keyword, args) in enumerate(instructions) if keyword == "USER"]
+    _, built = dockerfile
+    users = [(i, args) for i, (keyword, args) in enumerate(built) if keyword == "USER"]
     assert users, "no USER: the container would run as root"
     index, user = users[-1]
     name = user.split(":")[0]
     assert name not in ("root", "0"), f"USER {user} is root"
     assert re.fullmatch(r"[1-9]\d*", name), f"USER {user}: use the fixed numeric UID"
-    later = [keyword for keyword, _ in instructions[index:]]
+    later = [keyword for keyword, _ in built[index:]]
     assert "RUN" not in later, "nothing should run as root after USER"
-    created = " ".join(args for keyword, args in instructions if keyword == "RUN")
+    created = " ".join(args for keyword, args in built if keyword == "RUN")
     assert re.search(rf"useradd\b.*--uid {name}\b", created), f"no user with UID {name} created"
 
 
 def test_dockerfile_cmd_is_exec_form(dockerfile: tuple[str, list[tuple[str, str]]]) -> None:
-    service, instructions = dockerfile
-    cmds = [args for keyword, args in instructions if keyword == "CMD"]
-    assert cmds, "no CMD"
-    assert json.loads(cmds[-1]) == ["python", "-m", service]
-    assert not [keyword for keyword, _ in instructions if keyword == "ENTRYPOINT"]
+    service, built = dockerfile
+    assert target_cmd(service) == ["python", "-m", service]
+    assert not [keyword for keyword, _ in built if keyword == "ENTRYPOINT"]
 
 
 def test_dockerfile_installs_pinned_requirements_first(
     dockerfile: tuple[str, list[tuple[str, str]]],
 ) -> None:
-    service, instructions = dockerfile
-    env = " ".join(args for keyword, args in instructions if keyword == "ENV")
+    service, built = dockerfile
+    env = " ".join(args for keyword, args in built if keyword == "ENV")
     assert re.search(r"PYTHONDONTWRITEBYTECODE=1\b", env)
     assert re.search(r"PYTHONUNBUFFERED=1\b", env)
 
     copies = [
-        (i, _copy_sources(args))
-        for i, (keyword, args) in enumerate(instructions)
-        if keyword == "COPY"
+        (i, copy_sources(args)) for i, (keyword, args) in enumerate(built) if keyword == "COPY"
     ]
-    assert not [keyword for keyword, _ in instructions if keyword == "ADD"], "use COPY, not ADD"
+    assert not [keyword for keyword, _ in instructions() if keyword == "ADD"], "use COPY, not ADD"
     sources = [src.rstrip("/") for _, srcs in copies for src in srcs]
     assert sorted(sources) == sorted(["requirements.txt", "fraudcore", service]), (
         f"copy only requirements.txt, fraudcore/ and {service}/, got {sources}"
     )
     installs = [
         i
-        for i, (keyword, args) in enumerate(instructions)
+        for i, (keyword, args) in enumerate(built)
         if keyword == "RUN"
         and re.search(r"pip install\b.*--no-cache-dir\b.*-r requirements\.txt", args)
     ]
@@ -636,6 +615,23 @@ def test_dockerfile_installs_pinned_requirements_first(
     assert requirements_copy < installs[0] < min(code_copies), (
         "COPY requirements.txt, then pip install, then the code (layer caching)"
     )
+
+
+def test_dockerfile_services_share_one_dependency_stage() -> None:
+    """Both images are built on one base stage that holds the pip layer, so the build makes it
+    once and both images share it (the Docker tier checks the built images' layers)."""
+    bases = [chain(service)[:-1] for service in SERVICES]
+    assert bases[0], "the service stages must start from a base stage"
+    assert bases[0] == bases[1], "both service stages must start from one base"
+    shared = [keyword for stage in bases[0] for keyword, _ in stage.instructions]
+    own = [[args for keyword, args in chain(s)[-1].instructions] for s in SERVICES]
+    assert "RUN" in shared, "the pip install belongs to the shared base stage"
+    for service, args in zip(SERVICES, own, strict=True):
+        assert not any("pip" in a for a in args), f"{service}'s own stage installs packages"
+    for stage in stages():
+        assert "ARG" not in [keyword for keyword, _ in stage.instructions], (
+            "no ARG: a build argument would make the shared layers differ per service"
+        )
 
 
 def test_requirements_are_pinned() -> None:
@@ -713,15 +709,16 @@ def test_dockerignore_sends_only_what_the_images_need() -> None:
         assert _ignored(path, rules), f"{path} would be sent to the Docker daemon"
 
 
-@pytest.mark.parametrize("service", SERVICES)
-def test_dockerignore_keeps_what_the_dockerfile_copies(service: str) -> None:
+def test_dockerignore_keeps_what_the_dockerfile_copies() -> None:
     rules = _dockerignore_rules()
-    for keyword, args in _instructions(REPO / service / "Dockerfile"):
+    copied = 0
+    for keyword, args in instructions():
         if keyword != "COPY" or "--from" in args:
             continue
-        for source in _copy_sources(args):
+        for source in copy_sources(args):
+            copied += 1
             path = REPO / source
-            assert path.exists(), f"{service}/Dockerfile copies missing {source}"
+            assert path.exists(), f"the Dockerfile copies missing {source}"
             files = [path] if path.is_file() else sorted(path.rglob("*.py"))
             assert files, f"{source} has no Python files"
             for file in files:
@@ -729,3 +726,4 @@ def test_dockerignore_keeps_what_the_dockerfile_copies(service: str) -> None:
                 if "__pycache__" in relative:
                     continue
                 assert not _ignored(relative, rules), f".dockerignore drops {relative}"
+    assert copied == 4, "requirements.txt, fraudcore/, generator/, detector/"

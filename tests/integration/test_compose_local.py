@@ -3,7 +3,7 @@ file's own environment, run as a local process against the test broker.
 
 Two things are mapped, as Docker would: the broker's host name (broker:9092 -> the test broker),
 and METRICS_PORT, which each container has to itself but local processes share, so each gets a
-free port. Everything else is what users get from docker-compose.yml, .env and the Dockerfiles'
+free port. Everything else is what users get from docker-compose.yml, .env and the Dockerfile's
 CMD; the compose healthcheck command then runs against each service.
 """
 
@@ -20,6 +20,7 @@ import pytest
 
 from tests.broker import free_port
 from tests.compose.compose_files import REPO, environment_of, load_compose
+from tests.compose.dockerfile import target_cmd
 from tests.kafka_helpers import Service, consume, run_command, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -28,11 +29,11 @@ COMPOSE_BROKER = "broker:9092"
 
 
 def dockerfile_cmd(service: dict[str, Any]) -> list[str]:
-    """The exec-form CMD of the service's Dockerfile, with `python` as this interpreter."""
-    dockerfile = REPO / service["build"]["context"] / service["build"]["dockerfile"]
-    lines = [line for line in dockerfile.read_text().splitlines() if line.startswith("CMD ")]
-    assert len(lines) == 1, f"{dockerfile}: expected one CMD"
-    command = json.loads(lines[0].removeprefix("CMD "))
+    """The exec-form CMD of the service's stage of the Dockerfile, with `python` as this
+    interpreter."""
+    build = service["build"]
+    dockerfile = REPO / build["context"] / build.get("dockerfile", "Dockerfile")
+    command = target_cmd(build["target"], dockerfile)
     assert command[0] == "python"
     return [sys.executable, *command[1:]]
 
@@ -52,6 +53,7 @@ def healthcheck_passes(service: dict[str, Any], env: dict[str, str]) -> bool:
     assert test[:2] == ["CMD", "python"]
     done = subprocess.run(
         [sys.executable, *test[2:]],
+        cwd=REPO,
         env={**os.environ, **env},
         capture_output=True,
         timeout=30,
