@@ -40,8 +40,15 @@ class CommonSettings(KafkaSecuritySettings):
     log_level: LogLevel = "INFO"
     # human: one readable line per event; json: one JSON object per line (for log shippers).
     log_format: LogFormat = "human"
-    # /metrics (Prometheus) and /health on this port; unset: no server (fraudcore/metrics.py).
-    metrics_port: int | None = Field(None, ge=1, le=65535)
+    # /metrics (Prometheus) and /health on this port; unset or 0: no server (fraudcore/metrics.py).
+    # 0 is for compose, whose ${VAR:-default} cannot leave a variable unset: replicas that share
+    # one network namespace turn it off that way (README "Scaling and metrics").
+    metrics_port: int | None = Field(None, ge=0, le=65535)
+
+    @field_validator("metrics_port")
+    @classmethod
+    def _zero_metrics_port_is_off(cls, value: int | None) -> int | None:
+        return value or None
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -174,12 +174,22 @@ def test_app_serves_metrics_and_checks_its_health(app: dict[str, Any], name: str
     assert not check.get("disable")
     test = check["test"]
     assert isinstance(test, list)
-    assert test[:3] == ["CMD", "python", "-c"], "the images have python but no curl"
-    assert "urllib.request" in test[3]
-    assert "/health" in test[3]
-    assert "METRICS_PORT" in test[3]
+    # The images have python but no curl. No argument with spaces: some engines split an
+    # exec-form argument on whitespace (podman's Docker API, containers/podman#26519).
+    assert test == ["CMD", "python", "-m", "fraudcore.healthcheck"]
+    assert (REPO / "fraudcore" / "healthcheck.py").is_file()
     for key in ("interval", "timeout", "retries", "start_period"):
         assert key in check, f"healthcheck.{key} missing"
+
+
+def test_app_metrics_ports_differ_and_have_their_own_variables(app: dict[str, Any]) -> None:
+    """Where the containers share one network namespace, one port each keeps them apart."""
+    ports = {name: _app_metrics_port(app, name) for name in APPS}
+    assert len(set(ports.values())) == len(APPS), ports
+    raw = yaml.safe_load((REPO / APP_FILE).read_text())
+    for name in APPS:
+        setting = environment_of(raw["services"][name])["METRICS_PORT"]
+        assert setting == f"${{{name.upper()}_METRICS_PORT:-{ports[name]}}}", setting
 
 
 def test_app_healthcheck_command_works(app: dict[str, Any]) -> None:
@@ -197,13 +207,23 @@ def test_app_healthcheck_command_works(app: dict[str, Any]) -> None:
     try:
         health.check_once()
         ok = subprocess.run(
-            [sys.executable, *command[1:]], env=env, capture_output=True, timeout=30, check=False
+            [sys.executable, *command[1:]],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            timeout=30,
+            check=False,
         )
         assert ok.returncode == 0, ok.stderr
         state["ok"] = False
         health.check_once()
         down = subprocess.run(
-            [sys.executable, *command[1:]], env=env, capture_output=True, timeout=30, check=False
+            [sys.executable, *command[1:]],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            timeout=30,
+            check=False,
         )
         assert down.returncode != 0
         assert b"503" in down.stderr

@@ -362,7 +362,11 @@ def test_metrics_port_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     assert load_settings(DetectorSettings).metrics_port is None
     monkeypatch.setenv("METRICS_PORT", "8000")
     assert load_settings(GeneratorSettings).metrics_port == 8000
-    for bad in ("0", "65536", "http"):
+    # 0 is off, as unset is (compose's ${VAR:-default} cannot unset a variable).
+    monkeypatch.setenv("METRICS_PORT", "0")
+    assert load_settings(DetectorSettings).metrics_port is None
+    assert serve_metrics(load_settings(GeneratorSettings), GeneratorMetrics(1.0)) is None
+    for bad in ("-1", "65536", "http"):
         monkeypatch.setenv("METRICS_PORT", bad)
         with pytest.raises(SettingsError, match="METRICS_PORT"):
             load_settings(DetectorSettings)
