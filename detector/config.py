@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import socket
+import uuid
 from decimal import Decimal
+from functools import cached_property
 from typing import Literal
 
 from pydantic import Field, PositiveInt, field_validator
@@ -27,9 +28,9 @@ class DetectorSettings(CommonSettings):
     # commits sooner when a poll finds nothing more waiting (its outputs are invisible until then).
     commit_interval_ms: PositiveInt = 100
     max_poll_records: PositiveInt = 2000
-    # Unique per running detector. A restart with the same id fences and aborts its old self at
-    # once; otherwise the broker aborts a dead instance's open transaction after the timeout.
-    transactional_id: str | None = None
+    # Unset (the default): a new id per process, see effective_transactional_id. Set: this exact
+    # id, which must then be unique per running detector (README "Guarantees").
+    transactional_id: str | None = Field(None, min_length=1)
     transaction_timeout_ms: PositiveInt = 10_000
     # How long the group waits for a detector that went silent (crashed, SIGKILLed) before its
     # partitions move to the others or to its restarted self. Kafka's default; the broker accepts
@@ -42,9 +43,18 @@ class DetectorSettings(CommonSettings):
     def _lower_guarantee(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
 
-    @property
+    @cached_property
     def effective_transactional_id(self) -> str:
-        """Default: group, host and pid, which is unique locally and stable in a container."""
-        return (
-            self.transactional_id or f"{self.consumer_group}-{socket.gethostname()}-{os.getpid()}"
-        )
+        """TRANSACTIONAL_ID, or by default the group, the host name and a random part.
+
+        The random part makes the default unique per process on any network and in any pid
+        namespace: replicas that share a host name and a pid (containers on one host network)
+        never fence each other by accident. Nothing needs the id to survive a restart: the
+        offsets go to the transaction with the consumer's group metadata (KIP-447), so a zombie
+        is fenced by its group generation, and the broker aborts a dead process's open
+        transaction after TRANSACTION_TIMEOUT_MS. The group is the prefix because the secure
+        mode's ACLs grant transactional ids by that prefix. Computed once per settings object.
+        """
+        if self.transactional_id is not None:
+            return self.transactional_id
+        return f"{self.consumer_group}-{socket.gethostname()}-{uuid.uuid4().hex[:12]}"

@@ -97,3 +97,51 @@ def test_service_exits_non_zero_with_one_line(service: str) -> None:
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith(f"{service}: invalid setting")
     assert done.stdout == ""
+
+
+# Prints the pid, the host name and the default transactional id of a detector process.
+PRINT_DEFAULT_ID = (
+    "import os, socket; from detector.config import DetectorSettings as S; "
+    "print(os.getpid(), socket.gethostname(), S().effective_transactional_id)"
+)
+
+
+def test_the_default_transactional_id_is_unique_per_process_with_one_host_name_and_pid() -> None:
+    """Two processes that share a host name and a pid (as container replicas on one host
+    network do) get different default ids. Each runs in a new pid and UTS namespace."""
+    shell = f'hostname replica && exec "$0" -c "{PRINT_DEFAULT_ID}"'
+    seen = []
+    for _ in range(2):
+        done = run_command(
+            [
+                "unshare",
+                "--pid",
+                "--fork",
+                "--uts",
+                "--mount-proc",
+                "sh",
+                "-c",
+                shell,
+                sys.executable,
+            ],
+            {"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "PYTHONPATH": "."},
+        )
+        assert done.returncode == 0, done.stderr
+        pid, host, transactional_id = done.stdout.split()
+        seen.append((pid, host, transactional_id))
+    (pid_a, host_a, id_a), (pid_b, host_b, id_b) = seen
+    assert (pid_a, host_a) == (pid_b, host_b) == (pid_a, "replica")
+    assert id_a != id_b
+    assert id_a.startswith("detector-replica-")  # the group is the prefix the ACLs grant
+
+
+def test_an_explicit_transactional_id_is_used_as_given() -> None:
+    settings = DetectorSettings(transactional_id="detector-7")
+    assert settings.effective_transactional_id == "detector-7"
+
+
+def test_the_default_transactional_id_is_one_per_settings_object() -> None:
+    """The producer that replaces a broken one keeps the id, so it fences its predecessor."""
+    settings = DetectorSettings()
+    assert settings.effective_transactional_id == settings.effective_transactional_id
+    assert settings.effective_transactional_id != DetectorSettings().effective_transactional_id
