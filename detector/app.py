@@ -11,6 +11,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from functools import partial
 from typing import Protocol
 
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
@@ -26,6 +27,7 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from detector.config import DetectorSettings
 from fraudcore import service
+from fraudcore.health import Liveness
 from fraudcore.kafka_io import (
     KafkaSecurityError,
     TopicSpec,
@@ -33,6 +35,12 @@ from fraudcore.kafka_io import (
     describe_refusal,
     ensure_topics,
     producer_options,
+)
+from fraudcore.kafka_workarounds import (
+    TransactionStalledError,
+    call_with_deadline,
+    discard_producer,
+    underlying_error,
 )
 from fraudcore.metrics import DetectorMetrics
 from fraudcore.rule import Verdict, classify
@@ -57,6 +65,9 @@ TRANSACTIONAL_RETRY_BACKOFF_MS = 20
 # Errors no retry can cure: the setup is wrong. The process exits and says why. (Being fenced
 # by a newer detector with the same TRANSACTIONAL_ID is fatal too; see _abort_transaction.)
 FATAL_ERRORS = (AuthorizationError, UnsupportedVersionError, KafkaConfigurationError)
+# What a producer sees once another one took its transactional id over, or once the broker
+# aborted its transaction on timeout (which bumps the epoch, too).
+FENCING_ERRORS = (ProducerFencedError, InvalidProducerEpochError)
 # A producer that failed this many times in a row, each time replaced, is not worth another try.
 MAX_PRODUCER_RESETS_IN_A_ROW = 5
 
@@ -77,50 +88,8 @@ class FatalDetectorError(RuntimeError):
     """The detector cannot go on safely; its committed state is consistent, so a restart resumes."""
 
 
-class TransactionStalledError(RuntimeError):
-    """A transactional producer call did not complete in time; its producer is replaced."""
-
-
-def call_with_deadline(call: Callable[[], None], seconds: float, what: str) -> None:
-    """Run a blocking producer call; raise TransactionStalledError if it takes over `seconds`.
-
-    kafka-python 3.0.12 waits for send_offsets_to_transaction, commit_transaction and
-    abort_transaction without a timeout, and its sender drops a transactional request whose
-    coordinator connection is down at the moment it is sent (Sender._maybe_send_pending_request:
-    await_ready raises, the request is neither sent nor queued again). After a broker outage the
-    call would then wait forever. It runs on a daemon thread, left behind if it is stuck.
-    """
-    done = threading.Event()
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            call()
-        except BaseException as exc:
-            failure.append(exc)
-        finally:
-            done.set()
-
-    threading.Thread(target=run, name=f"detector-{what}", daemon=True).start()
-    if not done.wait(seconds):
-        raise TransactionStalledError(f"{what} did not complete within {seconds:g}s")
-    if failure:
-        raise failure[0]
-
-
-def discard_producer(producer: KafkaProducer) -> None:
-    """Stop a producer at once, whatever it still holds; a new one with its id takes over.
-
-    kafka-python's close(timeout=0) flushes first and raises when batches are still pending,
-    before it stops the I/O thread; left running, that thread could re-initialise the
-    transactional id and so fence the producer that replaced it. So it is force-closed.
-    """
-    try:
-        producer.close(timeout=0)
-    except KafkaError:
-        sender = getattr(producer, "_sender", None)  # kafka-python 3.0.12 internals
-        if sender is not None:
-            sender.force_close()
+class OutputNotWrittenError(RuntimeError):
+    """An output of the open transaction was not written: the transaction must not commit."""
 
 
 def output_topics(settings: DetectorSettings) -> dict[Verdict, str]:
@@ -205,7 +174,11 @@ class _CommitBeforeRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class Detector:
-    """The consume-classify-produce loop. Offsets move only with the outputs they account for."""
+    """The consume-classify-produce loop. Offsets move only with the outputs they account for.
+
+    Every send is tracked, in both guarantees: a batch commits only when each of its outputs
+    was acknowledged, whatever the client library reports about the transaction.
+    """
 
     def __init__(
         self,
@@ -217,6 +190,7 @@ class Detector:
         *,
         metrics: DetectorMetrics | None = None,
         new_producer: Callable[[], KafkaProducer] | None = None,
+        liveness: Liveness | None = None,
     ) -> None:
         self.settings = settings
         self.consumer = consumer
@@ -225,11 +199,12 @@ class Detector:
         # Makes a replacement for a transactional producer that cannot go on (see _reset_producer).
         self._new_producer = new_producer
         self._resets_in_a_row = 0
-        # A transaction older than this may have been aborted by the broker; a transactional call
-        # that takes longer is taken as stuck.
+        # A transaction older than this may have been aborted by the broker; the calls that
+        # commit one share this much time.
         self._transaction_timeout = settings.transaction_timeout_ms / 1000
         # Counts a batch's records once its outputs are durable (fraudcore/metrics.py).
         self.metrics = metrics if metrics is not None else DetectorMetrics()
+        self.liveness = liveness if liveness is not None else Liveness(float("inf"), clock)
         self._clock = clock
         self._exactly_once = settings.processing_guarantee == "exactly_once"
         self._topics = output_topics(settings)
@@ -237,7 +212,17 @@ class Detector:
         self._pending: dict[TopicPartition, OffsetAndMetadata] = {}
         self._batch_started = 0.0
         self._in_transaction = False
+        # Sends of the open batch that failed, and the first failure (set by _on_send_error).
+        # A batch's sends report to its number only: a late failure of a batch already given
+        # up (e.g. of a producer that was replaced) does not count against the next one.
+        self._batch_number = 0
+        self._send_lock = threading.Lock()  # the I/O thread reports, the loop ends batches
         self._failed_sends = 0
+        self._send_error: BaseException | None = None
+        # The rebalance listener runs inside poll(): what it cannot do there waits for poll's end.
+        self._revoking = False
+        self._rewind_after_poll = False
+        self._fatal: FatalDetectorError | None = None
         self.stats = StatsLine(log, settings.stats_interval_seconds, self._render)
 
     @staticmethod
@@ -251,13 +236,14 @@ class Detector:
 
     def subscribe(self) -> None:
         self.consumer.subscribe(
-            [self.settings.transactions_topic], listener=_CommitBeforeRevoke(self.commit)
+            [self.settings.transactions_topic], listener=_CommitBeforeRevoke(self._commit_on_revoke)
         )
 
     def run(self) -> int:
         """Process until stopped, then commit what was processed. 0 on a clean stop."""
         self.subscribe()
         freeze_startup_heap()
+        self.liveness.start()
         try:
             while not self.stop.is_set():
                 self.poll_once()
@@ -273,12 +259,22 @@ class Detector:
         try:
             batch = self.consumer.poll(timeout_ms=POLL_TIMEOUT_MS)
         except KafkaError as exc:
+            if self._fatal is not None:  # raised in the rebalance listener; kafka-python wraps it
+                raise self._fatal from exc
             if not exc.retriable:
                 raise
             # kafka-python's poll() raises e.g. KafkaConnectionError while the broker is away
             # (looking up the group coordinator); nothing was consumed, so just try again.
             log.warning("poll failed, retrying: %r", exc)
             self.stop.wait(POLL_RETRY_SECONDS)
+            return
+        self.liveness.beat()
+        if self._rewind_after_poll:
+            # The batch committed at revocation failed. kafka-python keeps the position of a
+            # partition that stays assigned, so this poll may hold records past the committed
+            # offsets: drop them and read again from the commit.
+            self._rewind_after_poll = False
+            self._rewind()
             return
         try:
             if batch:
@@ -311,6 +307,7 @@ class Detector:
         if self._pending or self._in_transaction:
             return
         self._batch_started = self._clock()
+        self.liveness.batch_opened()
         if self._exactly_once:
             self.producer.begin_transaction()
             self._in_transaction = True
@@ -326,9 +323,8 @@ class Detector:
         threshold, max_bytes = settings.fraud_amount_threshold, settings.max_transaction_bytes
         verdicts = [classify(record.value, threshold, max_bytes) for record in records]
         send, topics, routed = self.producer.send, self._topics, self.metrics.routed
-        # at_least_once: a failed send rewinds to the last commit (in exactly_once the
-        # transaction's commit fails instead).
-        errback = None if self._exactly_once else self._on_send_error
+        # Every send is tracked: a failed one keeps the batch from committing (see commit()).
+        errback = partial(self._on_send_error, self._batch_number)
         for record, result in zip(records, verdicts, strict=True):
             headers = record.headers
             if result.verdict is Verdict.INVALID:
@@ -339,16 +335,40 @@ class Detector:
                     (HEADER_SOURCE_PARTITION, str(record.partition).encode()),
                     (HEADER_SOURCE_OFFSET, str(record.offset).encode()),
                 ]
-            future = send(
+            send(
                 topics[result.verdict], value=record.value, key=record.key, headers=headers
-            )
-            if errback is not None:
-                future.add_errback(errback)
+            ).add_errback(errback)
             routed(result.verdict, record.timestamp, result.reason)
 
-    def _on_send_error(self, exc: BaseException) -> None:
-        self._failed_sends += 1
-        log.error("an output could not be delivered; its input will be processed again: %r", exc)
+    def _on_send_error(self, batch_number: int, exc: BaseException) -> None:
+        """Runs on the producer's I/O thread when an output could not be written."""
+        with self._send_lock:
+            if batch_number != self._batch_number:
+                return  # its batch was already aborted and its input rewound
+            self._failed_sends += 1
+            first = self._send_error is None
+            if first:
+                self._send_error = exc
+        if first:
+            log.error("an output could not be written; its batch will be processed again: %r", exc)
+
+    def _raise_if_a_send_failed(self) -> None:
+        if self._failed_sends:
+            raise OutputNotWrittenError(
+                f"{self._failed_sends} output(s) of the batch were not written: "
+                f"{self._send_error!r}"
+            ) from self._send_error
+
+    def _commit_on_revoke(self) -> None:
+        """Commit before the partitions go. Runs inside poll(), which wraps what it raises."""
+        self._revoking = True
+        try:
+            self.commit()
+        except FatalDetectorError as exc:
+            self._fatal = exc
+            raise
+        finally:
+            self._revoking = False
 
     def commit(self) -> None:
         """Make the processed batch durable: outputs and input offsets together."""
@@ -362,28 +382,53 @@ class Detector:
             else:
                 self._commit_after_flush()
         finally:
-            self._pending = {}
-            self._in_transaction = False
-            self.metrics.discard_batch()  # whatever was not counted as committed by now
+            self._end_batch()
+
+    def _end_batch(self) -> None:
+        """Forget the batch, committed or not: what was not committed is read again."""
+        self._pending = {}
+        self._in_transaction = False
+        with self._send_lock:
+            self._batch_number += 1  # from now on, what its sends report is ignored
+            self._failed_sends = 0
+            self._send_error = None
+        self.metrics.discard_batch()  # whatever was not counted as committed by now
+        self.liveness.batch_closed()
 
     def _commit_transaction(self) -> None:
+        """Offsets into the transaction, every output acknowledged, then the commit.
+
+        The flush before the commit is the guard against kafka-python 3.0.12, whose
+        commit_transaction() can report success for a transaction the broker aborted: on
+        INVALID_PRODUCER_EPOCH for a batch it bumps the producer epoch in the middle of the
+        transaction (its KIP-360 path for idempotent producers), which aborts the transaction on
+        the broker and fails the batch, and then completes a pending EndTxn without sending it.
+        A failed batch always fails its records' futures first, so no batch with a failed output
+        reaches the commit. All three calls share one TRANSACTION_TIMEOUT_MS.
+        """
+        deadline = self._clock() + self._transaction_timeout
         try:
             if self._pending:
                 offsets, group = self._pending, self.consumer.group_metadata()
                 call_with_deadline(
                     lambda: self.producer.send_offsets_to_transaction(offsets, group),
-                    self._transaction_timeout,
+                    self._remaining(deadline),
                     "send_offsets_to_transaction",
                 )
+            self.producer.flush(timeout=self._remaining(deadline))
+            self._raise_if_a_send_failed()
             call_with_deadline(
-                self.producer.commit_transaction, self._transaction_timeout, "commit_transaction"
+                self.producer.commit_transaction, self._remaining(deadline), "commit_transaction"
             )
             self.metrics.batch_committed(transaction=True)
             self._resets_in_a_row = 0
-        except (KafkaError, TransactionStalledError) as exc:
+        except (KafkaError, TransactionStalledError, OutputNotWrittenError) as exc:
             self._abort_transaction(exc)
             self.metrics.batch_aborted()
-            self._rewind()
+            self._rewind_or_defer()
+
+    def _remaining(self, deadline: float) -> float:
+        return max(0.001, deadline - self._clock())
 
     def _abandon_batch(self, exc: KafkaError) -> None:
         """A record of the open batch could not be sent: undo the batch and read it again."""
@@ -396,24 +441,28 @@ class Detector:
                     raise FatalDetectorError(f"cannot send: {exc!r}") from exc
                 log.warning("send failed, reprocessing the batch: %r", exc)
                 self.producer.flush()  # let what was sent land, so its errbacks come now
-                self._failed_sends = 0
-            self._rewind()
+            self._rewind_or_defer()
         finally:
-            self._pending = {}
-            self._in_transaction = False
-            self.metrics.discard_batch()
+            self._end_batch()
 
     def _abort_transaction(self, exc: BaseException) -> None:
-        """Abort the failed transaction; replace the producer when it cannot abort it."""
-        if isinstance(exc, FATAL_ERRORS):
-            raise FatalDetectorError(f"transaction cannot complete: {exc!r}") from exc
-        age = self._clock() - self._batch_started
-        if isinstance(exc, ProducerFencedError) and age < self._transaction_timeout:
-            # Too young for the broker to have aborted it: a newer detector took this
-            # TRANSACTIONAL_ID over. Going on would fence it in turn.
-            raise FatalDetectorError(f"fenced by a newer producer: {exc!r}") from exc
+        """Abort the failed transaction; replace the producer when it cannot abort it.
+
+        Fencing is never a path to commit: a fenced producer's transaction is left to the
+        broker, which has aborted it already, and the producer is not used again.
+        """
+        cause = underlying_error(self.producer, exc)
+        if isinstance(exc, OutputNotWrittenError) and exc.__cause__ is not None:
+            cause = exc.__cause__
+        if isinstance(cause, FATAL_ERRORS):
+            raise FatalDetectorError(f"transaction cannot complete: {cause!r}") from exc
+        fenced = isinstance(cause, FENCING_ERRORS)
+        if fenced and self._clock() - self._batch_started < self._transaction_timeout:
+            # Too young for the broker to have aborted it on timeout: another producer took
+            # this transactional id over. Going on would fence it in turn.
+            raise FatalDetectorError(self._describe_fencing(cause)) from exc
         log.warning("transaction failed, aborting it and reprocessing its input: %r", exc)
-        if not isinstance(exc, ProducerFencedError | InvalidProducerEpochError):
+        if not fenced:
             try:
                 call_with_deadline(
                     self.producer.abort_transaction, self._transaction_timeout, "abort_transaction"
@@ -424,6 +473,20 @@ class Detector:
             except (KafkaError, TransactionStalledError) as abort_exc:
                 log.warning("abort failed too: %r", abort_exc)
         self._reset_producer()
+
+    def _describe_fencing(self, cause: BaseException) -> str:
+        transactional_id = self.settings.effective_transactional_id
+        if self.settings.transactional_id is not None:
+            return (
+                f"fenced by a newer producer with TRANSACTIONAL_ID={transactional_id!r}: another "
+                "detector uses the same TRANSACTIONAL_ID; give each detector its own, or leave "
+                "it unset for a unique default. Nothing of the open batch was committed "
+                f"({cause!r})"
+            )
+        return (
+            f"fenced by a newer producer with transactional id {transactional_id!r}. Nothing of "
+            f"the open batch was committed ({cause!r})"
+        )
 
     def _reset_producer(self) -> None:
         """Replace the transactional producer; the new one aborts what the old one left open.
@@ -446,6 +509,8 @@ class Detector:
                 self.producer = self._new_producer()
             except FATAL_ERRORS as exc:
                 raise FatalDetectorError(f"cannot make a new producer: {exc!r}") from exc
+            except FENCING_ERRORS as exc:
+                raise FatalDetectorError(self._describe_fencing(exc)) from exc
             except KafkaError as exc:
                 log.warning("cannot make a new producer yet, the broker may be down: %r", exc)
                 if self.stop.wait(1.0):
@@ -457,8 +522,7 @@ class Detector:
     def _commit_after_flush(self) -> None:
         self.producer.flush()
         if self._failed_sends:
-            self._failed_sends = 0
-            self._rewind()
+            self._rewind_or_defer()
             return
         self.metrics.batch_committed()  # every output is acknowledged: counted whatever follows
         try:
@@ -466,6 +530,13 @@ class Detector:
         except KafkaError as exc:
             # Outputs are out but offsets are not: the batch will be seen again (at least once).
             log.warning("offset commit failed; the batch may be processed again: %r", exc)
+
+    def _rewind_or_defer(self) -> None:
+        """Rewind now, or, inside the rebalance listener, as soon as poll() returns."""
+        if self._revoking:
+            self._rewind_after_poll = True
+        else:
+            self._rewind()
 
     def _rewind(self) -> None:
         """Go back to the committed offsets, so that nothing of the failed batch is skipped.
@@ -492,7 +563,7 @@ class Detector:
 
 def main() -> int:
     try:
-        settings, stop, metrics, admin = service.start(
+        settings, stop, metrics, admin, liveness = service.start(
             "detector", DetectorSettings, lambda _settings: DetectorMetrics()
         )
     except service.ServiceExit as exit_:
@@ -514,6 +585,7 @@ def main() -> int:
                 stop,
                 metrics=metrics,
                 new_producer=lambda: make_producer(settings),
+                liveness=liveness,
             )
             return detector.run()
         finally:

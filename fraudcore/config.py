@@ -45,6 +45,11 @@ class CommonSettings(KafkaSecuritySettings):
     # one network namespace turn it off that way (README "Scaling and metrics").
     metrics_port: int | None = Field(None, ge=0, le=65535)
 
+    # /health answers 503 when the service's loop has not come back from a poll, or has held a
+    # batch open without committing it, for longer than this (fraudcore/health.py). Longer than
+    # any legitimate pause: a commit and an abort, each bounded by TRANSACTION_TIMEOUT_MS.
+    liveness_timeout_seconds: PositiveFloat = 60.0
+
     @field_validator("metrics_port")
     @classmethod
     def _zero_metrics_port_is_off(cls, value: int | None) -> int | None:

@@ -51,6 +51,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from fraudcore.config import CommonSettings
+from fraudcore.health import Liveness
 from fraudcore.kafka_io import client_options
 from fraudcore.rule import Verdict
 from kafka import KafkaAdminClient
@@ -389,8 +390,10 @@ class BrokerHealth:
         stale_after: float = STALE_AFTER_SECONDS,
         gauge: Gauge | None = None,
         clock: Callable[[], float] = time.monotonic,
+        liveness: Liveness | None = None,
     ) -> None:
         self.service = service
+        self.liveness = liveness  # the loop's progress, when the service reports it
         self._probe = probe
         self._interval = interval
         self._stale_after = stale_after
@@ -427,26 +430,31 @@ class BrokerHealth:
         return ok
 
     def status(self) -> HealthStatus:
+        """Healthy while the broker answers and the loop (if it reports) makes progress."""
         now = self._clock()
         with self._lock:
             ok_at, checked_at, error = self._ok_at, self._checked_at, self._error
         stale = ok_at is None or now - ok_at > self._stale_after
-        healthy = error is None and not stale
+        reachable = error is None and not stale
         if error is None and stale:
             error = f"no successful probe for {self._stale_after:g}s"
-        return HealthStatus(
-            healthy,
-            {
-                "status": "ok" if healthy else "unavailable",
-                "service": self.service,
-                "broker": {
-                    "reachable": healthy,
-                    "checked_seconds_ago": _age(now, checked_at),
-                    "last_ok_seconds_ago": _age(now, ok_at),
-                    "error": error,
-                },
+        body: dict[str, Any] = {
+            "status": "ok" if reachable else "unavailable",
+            "service": self.service,
+            "broker": {
+                "reachable": reachable,
+                "checked_seconds_ago": _age(now, checked_at),
+                "last_ok_seconds_ago": _age(now, ok_at),
+                "error": error,
             },
-        )
+        }
+        alive = True
+        if self.liveness is not None:
+            body["loop"] = self.liveness.report()
+            alive = body["loop"]["alive"]
+            if reachable and not alive:
+                body["status"] = "stuck"
+        return HealthStatus(reachable and alive, body)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name=PROBE_THREAD, daemon=True)
@@ -614,7 +622,9 @@ class Telemetry:
         self._probe.close()
 
 
-def serve_metrics(settings: CommonSettings, metrics: ServiceMetrics) -> Telemetry | None:
+def serve_metrics(
+    settings: CommonSettings, metrics: ServiceMetrics, liveness: Liveness | None = None
+) -> Telemetry | None:
     """Start /metrics and /health on METRICS_PORT; None when METRICS_PORT is unset.
 
     Closed at interpreter exit (atexit), so a service's main() needs no cleanup of its own;
@@ -624,7 +634,7 @@ def serve_metrics(settings: CommonSettings, metrics: ServiceMetrics) -> Telemetr
         return None
     client_id = f"{metrics.service}-health"
     probe = KafkaProbe(settings, client_id)
-    health = BrokerHealth(metrics.service, probe, gauge=metrics.broker_reachable)
+    health = BrokerHealth(metrics.service, probe, gauge=metrics.broker_reachable, liveness=liveness)
     try:
         server = MetricsServer(settings.metrics_port, metrics.registry, health, metrics.service)
     except OSError as exc:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Generic, NamedTuple, TypeVar
 
 from fraudcore.config import CommonSettings, SettingsError, load_settings
+from fraudcore.health import Liveness
 from fraudcore.kafka_io import BrokerUnavailableError, wait_for_broker
 from fraudcore.metrics import MetricsPortError, ServiceMetrics, serve_metrics
 from fraudcore.runtime import StopFlag, configure_logging
@@ -38,6 +39,7 @@ class Started(NamedTuple, Generic[SettingsT, MetricsT]):
     stop: StopFlag
     metrics: MetricsT
     admin: KafkaAdminClient  # connected; the caller closes it once its topics are checked
+    liveness: Liveness  # the loop arms and feeds it; /health reports it
 
 
 def start(
@@ -57,8 +59,10 @@ def start(
     log.info("%s starting: %s", name, settings.describe())
     stop = StopFlag.install()
     metrics = make_metrics(settings)
+    liveness = Liveness(settings.liveness_timeout_seconds)
     try:
-        serve_metrics(settings, metrics)  # METRICS_PORT: /metrics and /health, closed at exit
+        # METRICS_PORT: /metrics and /health, closed at exit
+        serve_metrics(settings, metrics, liveness)
     except MetricsPortError as exc:
         log.error("%s", exc)
         raise ServiceExit(1) from None
@@ -69,4 +73,4 @@ def start(
         raise ServiceExit(1) from None
     if admin is None:  # stopped while waiting
         raise ServiceExit(0)
-    return Started(settings, stop, metrics, admin)
+    return Started(settings, stop, metrics, admin, liveness)

@@ -142,7 +142,7 @@ class Generator:
 
 def main() -> int:
     try:
-        settings, stop, metrics, admin = service.start(
+        settings, stop, metrics, admin, _liveness = service.start(
             "generator",
             GeneratorSettings,
             lambda settings: GeneratorMetrics(settings.transactions_per_second),

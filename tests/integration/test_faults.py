@@ -406,3 +406,88 @@ def test_broker_outage_while_generating_and_detecting(
             service.kill()
     assert_exactly_once(report, count)
     assert status == 0
+
+
+class Restarter:
+    """Keeps `count` detectors running: each one that exits is started again `delay` s later,
+    as a container with `restart: always` would be. Keeps every exited one's output."""
+
+    def __init__(self, count: int, env: dict[str, str], tmp_path: Path, delay: float) -> None:
+        self._env, self._tmp_path, self._delay = env, tmp_path, delay
+        self._stopping = False
+        self.running = [Service.module("detector", env, tmp_path) for _ in range(count)]
+        self.exited: list[Service] = []
+        self._pool = ThreadPoolExecutor(max_workers=count)
+        self._slots = [self._pool.submit(self._keep, slot) for slot in range(count)]
+
+    def _keep(self, slot: int) -> None:
+        while not self._stopping:
+            if self.running[slot].running():
+                time.sleep(0.05)
+                continue
+            self.running[slot].wait(10)
+            self.exited.append(self.running[slot])
+            time.sleep(self._delay)
+            if not self._stopping:
+                self.running[slot] = Service.module("detector", self._env, self._tmp_path)
+
+    def stop(self) -> None:
+        self._stopping = True
+        for slot in self._slots:
+            slot.result(timeout=30)
+        self._pool.shutdown()
+        for service in self.running:
+            service.kill()
+
+    def exits_on_fencing(self) -> int:
+        return sum("stopping: fenced" in service.output() for service in self.exited)
+
+
+def test_detectors_sharing_one_transactional_id_lose_nothing(
+    bootstrap: str, topics: Topics, tmp_path: Path, admin: KafkaAdminClient
+) -> None:
+    """Several detectors configured with one TRANSACTIONAL_ID fence each other over and over
+    while the generator runs; each is restarted when it exits. Then one detector with an id of
+    its own drains the input, and the audit finds every input exactly once."""
+    detectors = int(os.environ.get("SHARED_ID_DETECTORS", "5"))
+    count = int(os.environ.get("SHARED_ID_TRANSACTIONS", "60000"))
+    create_topic(bootstrap, topics.input, partitions=3)
+    env = {**topics.env(bootstrap), **FAST_GROUP, "TRANSACTIONAL_ID": f"shared-{topics.group}"}
+    generator_env = {
+        **topics.env(bootstrap),
+        "TRANSACTIONS_COUNT": str(count),
+        "TRANSACTIONS_PER_SECOND": "1000",
+        "RANDOM_SEED": "24",
+    }
+    restarter = Restarter(detectors, env, tmp_path, delay=0.5)
+    services: list[Service] = []
+    try:
+        generator = Service.module("generator", generator_env, tmp_path)
+        services.append(generator)
+        assert generator.wait(timeout=count / 1000 + 90) == 0, generator.output()
+        time.sleep(5)  # a few more rounds of fencing on the last records
+    finally:
+        restarter.stop()
+    fenced = restarter.exits_on_fencing()
+    print(
+        f"{detectors} detectors sharing one TRANSACTIONAL_ID: {len(restarter.exited)} exits, "
+        f"{fenced} of them on fencing"
+    )
+    drain_env = {**env, "TRANSACTIONAL_ID": f"drain-{topics.group}"}
+    try:
+        drain = Service.module("detector", drain_env, tmp_path)
+        services.append(drain)
+
+        def all_committed() -> bool:
+            assert drain.running(), drain.output()
+            return committed_total(admin, topics) == count
+
+        wait_until(all_committed, 180, "every input record committed", interval=0.2)
+        status, report = settled_audit(drain_env)
+        assert drain.stop() == 0, drain.output()
+    finally:
+        for service in services:
+            service.kill()
+    assert fenced > 0, "the detectors never fenced each other: the test proves nothing"
+    assert_exactly_once(report, count)
+    assert status == 0

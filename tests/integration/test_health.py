@@ -1,4 +1,4 @@
-"""/health follows the broker: 503 while it is down, 200 again once it is back.
+"""/health follows the broker and the loop: 503 while the broker is down or the loop is stuck.
 
 The outage is real: a broker of this test's own (kafka/broker.sh on free ports and a data dir of
 its own) is stopped and started again. The session's shared broker is never touched.
@@ -7,16 +7,26 @@ its own) is stopped and started again. The session's shared broker is never touc
 from __future__ import annotations
 
 import shutil
+import threading
+import time
 import urllib.error
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from detector.app import Detector, make_consumer, make_producer
+from detector.config import DetectorSettings
+from fraudcore.health import Liveness
+from fraudcore.metrics import DetectorMetrics, serve_metrics
+from fraudcore.runtime import StopFlag
 from tests.broker import BROKER_SCRIPT, Broker, free_port, start_jar_broker
 from tests.http_probe import health, sample, scrape
-from tests.kafka_helpers import Service, Topics, create_topic, wait_until
+from tests.kafka_helpers import Service, Topics, create_topic, produce, wait_until
+from tests.samples import tutorial_record
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -119,3 +129,104 @@ def test_health_flips_when_the_broker_goes_away_and_comes_back(
     finally:
         for service in services.values():
             service.stop(timeout=30)
+
+
+class PollThatHangs:
+    """The detector's real consumer, whose poll() can be made to hang, as a kafka-python call
+    that never returns would: the loop stops while the process, its health server and the
+    broker are all fine."""
+
+    def __init__(self, consumer: Any) -> None:
+        self._consumer = consumer
+        self.hang = threading.Event()
+        self.release = threading.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._consumer, name)
+
+    def poll(self, timeout_ms: int) -> Any:
+        if self.hang.is_set():
+            self.release.wait(120)
+        return self._consumer.poll(timeout_ms=timeout_ms)
+
+
+class CommitThatHangs:
+    """The detector's real transactional producer, whose commit can be made to hang."""
+
+    def __init__(self, producer: Any) -> None:
+        self._producer = producer
+        self.hang = threading.Event()
+        self.release = threading.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._producer, name)
+
+    def commit_transaction(self) -> None:
+        if self.hang.is_set():
+            self.release.wait(120)
+        self._producer.commit_transaction()
+
+
+@pytest.mark.parametrize("stuck_in", ["poll", "commit"])
+def test_health_fails_when_the_loop_is_stuck_while_the_broker_answers(
+    bootstrap: str, topics: Topics, stuck_in: str
+) -> None:
+    """The detector's loop hangs inside a client call: /health turns 503 ("stuck") within
+    LIVENESS_TIMEOUT_SECONDS although the broker answers, and 200 again once the loop moves."""
+    for name in (topics.input, topics.legit, topics.fraud, topics.invalid):
+        create_topic(bootstrap, name)
+    port = free_port()
+    settings = DetectorSettings(
+        kafka_broker_url=bootstrap,
+        transactions_topic=topics.input,
+        legit_topic=topics.legit,
+        fraud_topic=topics.fraud,
+        dead_letter_topic=topics.invalid,
+        consumer_group=topics.group,
+        metrics_port=port,
+        liveness_timeout_seconds=2,
+        transaction_timeout_ms=60_000,  # the commit's own deadline is far: liveness must tell
+    )
+    metrics, liveness, stop = DetectorMetrics(), Liveness(2), StopFlag()
+    telemetry = serve_metrics(settings, metrics, liveness)
+    assert telemetry is not None
+    consumer = PollThatHangs(make_consumer(settings))
+    producer = CommitThatHangs(make_producer(settings))
+    detector = Detector(settings, consumer, producer, stop, metrics=metrics, liveness=liveness)
+    hang = consumer if stuck_in == "poll" else producer
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        running = pool.submit(detector.run)
+        try:
+            produce(bootstrap, topics.input, [(b"k", tutorial_record(5.0))])
+            wait_until(lambda: health(port)[0] == 200, 30, "healthy")
+            wait_until(lambda: metrics_sample(port) >= 1, 30, "the first record committed")
+            hang.hang.set()
+            produce(bootstrap, topics.input, [(b"k", tutorial_record(6.0))])  # a batch to hold
+            started = time.monotonic()
+            wait_until(lambda: health(port)[0] == 503, 30, "/health to report the stuck loop")
+            waited = time.monotonic() - started
+            status, body = health(port)
+            assert status == 503
+            assert body["status"] == "stuck"
+            assert body["broker"]["reachable"] is True  # type: ignore[index]
+            loop = body["loop"]
+            assert isinstance(loop, dict)
+            assert loop["alive"] is False
+            expected = "no poll returned" if stuck_in == "poll" else "open without a commit"
+            assert expected in loop["error"], loop
+            print(f"stuck in {stuck_in}: /health 503 after {waited:.1f}s (bound 2 s)")
+            assert running.running()
+            hang.hang.clear()
+            hang.release.set()
+            wait_until(lambda: health(port)[0] == 200, 30, "healthy again once the loop moves")
+        finally:
+            hang.release.set()
+            stop.set()
+            assert running.result(timeout=60) == 0
+            producer.close(timeout=10)
+            consumer.close(autocommit=False)
+            telemetry.close()
+
+
+def metrics_sample(port: int) -> float:
+    return sample(scrape(port), "fraud_detector_transactions_total", verdict="legit")

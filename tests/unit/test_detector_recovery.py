@@ -19,6 +19,7 @@ from kafka.errors import (
     IllegalStateError,
     InvalidProducerEpochError,
     KafkaConnectionError,
+    KafkaError,
     KafkaTimeoutError,
     ProducerFencedError,
     TopicAuthorizationFailedError,
@@ -29,14 +30,14 @@ from detector.app import (
     MAX_PRODUCER_RESETS_IN_A_ROW,
     Detector,
     FatalDetectorError,
-    TransactionStalledError,
-    call_with_deadline,
 )
 from detector.config import DetectorSettings
+from fraudcore.kafka_workarounds import TransactionStalledError, call_with_deadline
 from fraudcore.runtime import StopFlag
 from tests.samples import tutorial_record
 
 HANG = "hang"
+REBALANCE = "rebalance"  # in FakeConsumer.batches: poll() revokes the partitions first
 INPUT = "in"
 TPS = [TopicPartition(INPUT, p) for p in range(3)]
 COMMITTED = {TPS[0]: 10, TPS[1]: None, TPS[2]: 7}
@@ -54,18 +55,45 @@ class Rec:
 
 
 class FakeFuture:
-    def add_errback(self, _callback: Callable[[BaseException], None]) -> FakeFuture:
+    def __init__(self) -> None:
+        self.errbacks: list[Callable[[BaseException], None]] = []
+
+    def add_errback(self, callback: Callable[[BaseException], None]) -> FakeFuture:
+        self.errbacks.append(callback)
         return self
 
 
-class FakeProducer:
-    """Fails or hangs in the methods named in `fail`; records every call."""
+class FakeTransactionManager:
+    """What fraudcore.kafka_workarounds.underlying_error reads of kafka-python's."""
 
-    def __init__(self, **fail: object) -> None:
+    def __init__(self) -> None:
+        self.last_error: BaseException | None = None
+
+    def has_error(self) -> bool:
+        return self.last_error is not None
+
+
+class FakeProducer:
+    """Fails or hangs in the methods named in `fail`; records every call.
+
+    `fail_sends`: the outputs sent so far fail with it when they complete, at the next flush
+    (as kafka-python fails a batch's futures); `error_state`: the transaction manager's error.
+    """
+
+    def __init__(
+        self,
+        fail_sends: BaseException | None = None,
+        error_state: BaseException | None = None,
+        **fail: object,
+    ) -> None:
         self.fail = fail
+        self.fail_sends = fail_sends
         self.calls: list[str] = []
         self.closed = False
         self.release = threading.Event()  # lets a hung call return at the end of the test
+        self.unfinished: list[FakeFuture] = []
+        self._transaction_manager = FakeTransactionManager()
+        self._transaction_manager.last_error = error_state
 
     def _call(self, name: str) -> None:
         self.calls.append(name)
@@ -80,7 +108,9 @@ class FakeProducer:
 
     def send(self, topic: str, **_record: Any) -> FakeFuture:
         self._call("send")
-        return FakeFuture()
+        future = FakeFuture()
+        self.unfinished.append(future)
+        return future
 
     def send_offsets_to_transaction(self, offsets: object, group: object) -> None:
         self._call("send_offsets_to_transaction")
@@ -93,6 +123,11 @@ class FakeProducer:
 
     def flush(self, timeout: float | None = None) -> None:
         self._call("flush")
+        done, self.unfinished = self.unfinished, []
+        if self.fail_sends is not None:
+            for future in done:
+                for errback in future.errbacks:
+                    errback(self.fail_sends)
 
     def close(self, timeout: float | None = None) -> None:
         self.closed = True
@@ -103,10 +138,17 @@ class FakeConsumer:
         self.batches: list[Any] = []  # what poll() returns, or raises
         self.positions: dict[TopicPartition, int] = {}
 
-    def subscribe(self, topics: list[str], listener: object) -> None:
-        pass
+    def subscribe(self, topics: list[str], listener: Any) -> None:
+        self.listener = listener
 
     def poll(self, timeout_ms: int) -> dict[TopicPartition, list[Rec]]:
+        if self.batches and self.batches[0] == REBALANCE:
+            # kafka-python runs the listener inside poll() and wraps what it raises
+            self.batches.pop(0)
+            try:
+                self.listener.on_partitions_revoked(set(TPS))
+            except Exception as exc:
+                raise KafkaError("User rebalance callback throws an error") from exc
         if self.batches and isinstance(self.batches[0], BaseException):
             raise self.batches.pop(0)
         return self.batches.pop(0) if self.batches else {}
@@ -151,8 +193,10 @@ def detector(
     replacements: list[FakeProducer],
     guarantee: str = "exactly_once",
     clock: Callable[[], float] = time.monotonic,
+    transactional_id: str | None = None,
 ) -> tuple[Detector, FakeConsumer]:
     settings = DetectorSettings(
+        transactional_id=transactional_id,
         transactions_topic=INPUT,
         processing_guarantee=guarantee,
         transaction_timeout_ms=300,
@@ -232,7 +276,7 @@ def test_a_stuck_commit_and_abort_get_the_producer_replaced(producers: list[Fake
     assert consumer.positions == REWOUND
     feed(consumer, made)  # the new producer takes the next batch
     made.commit()
-    assert producers[1].calls[-2:] == ["send_offsets_to_transaction", "commit_transaction"]
+    assert producers[1].calls[-3:] == ["send_offsets_to_transaction", "flush", "commit_transaction"]
 
 
 def test_fencing_of_a_young_transaction_is_fatal(producers: list[FakeProducer]) -> None:
@@ -293,11 +337,14 @@ def test_a_producer_failing_again_and_again_is_given_up(producers: list[FakeProd
         FakeProducer(commit_transaction=InvalidProducerEpochError())
         for _ in range(MAX_PRODUCER_RESETS_IN_A_ROW + 1)
     ]
-    made, consumer = detector(producers[0], producers[1:])
+    clock = Clock()
+    made, consumer = detector(producers[0], producers[1:], clock=clock)
     for _ in range(MAX_PRODUCER_RESETS_IN_A_ROW):
         feed(consumer, made)
+        clock.now += 1  # older than its timeout: the broker aborted it, so not a twin's fencing
         made.commit()
     feed(consumer, made)
+    clock.now += 1
     with pytest.raises(FatalDetectorError, match="in a row"):
         made.commit()
 
@@ -328,6 +375,94 @@ def test_only_exactly_once_commits_as_soon_as_a_poll_is_not_full(
     consumer.batches.append({TPS[1]: [Rec(0, partition=1)]})  # less than a full poll
     made.poll_once()
     if guarantee == "exactly_once":
-        assert producers[0].calls[-2:] == ["send_offsets_to_transaction", "commit_transaction"]
+        assert producers[0].calls[-3:] == [
+            "send_offsets_to_transaction",
+            "flush",
+            "commit_transaction",
+        ]
     else:
         assert "flush" not in producers[0].calls  # waits for COMMIT_INTERVAL_MS
+
+
+# --- exactly_once never commits a transaction with an output that was not written (issue 10)
+
+
+def test_a_failed_output_aborts_the_transaction_instead_of_committing(
+    producers: list[FakeProducer],
+) -> None:
+    """kafka-python may still commit such a transaction; the detector must not ask it to."""
+    producers.append(FakeProducer(fail_sends=KafkaTimeoutError("delivery timed out")))
+    made, consumer = detector(producers[0], [])
+    feed(consumer, made)
+    made.commit()
+    assert producers[0].calls[-3:] == ["send_offsets_to_transaction", "flush", "abort_transaction"]
+    assert "commit_transaction" not in producers[0].calls
+    assert consumer.positions == REWOUND
+    assert made.producer is producers[0]  # an abort was all it took
+
+
+def test_an_epoch_bump_in_the_middle_of_a_transaction_is_fatal_when_young(
+    producers: list[FakeProducer],
+) -> None:
+    """INVALID_PRODUCER_EPOCH for a batch of a young transaction: a twin fenced this producer
+    (kafka-python then bumps the epoch and would report the commit as done)."""
+    producers.append(FakeProducer(fail_sends=InvalidProducerEpochError()))
+    made, consumer = detector(producers[0], [FakeProducer()], clock=Clock(), transactional_id="t")
+    feed(consumer, made)
+    with pytest.raises(FatalDetectorError, match="TRANSACTIONAL_ID='t'"):
+        made.commit()
+    assert "commit_transaction" not in producers[0].calls
+    assert "abort_transaction" not in producers[0].calls  # fencing is never a path to commit
+
+
+def test_an_epoch_bump_of_a_timed_out_transaction_replaces_the_producer(
+    producers: list[FakeProducer],
+) -> None:
+    clock = Clock()
+    producers += [FakeProducer(fail_sends=InvalidProducerEpochError()), FakeProducer()]
+    made, consumer = detector(producers[0], [producers[1]], clock=clock)
+    feed(consumer, made)
+    clock.now += 1  # > TRANSACTION_TIMEOUT_MS: the broker aborted it
+    made.commit()
+    assert "commit_transaction" not in producers[0].calls
+    assert made.producer is producers[1]
+    assert producers[0].closed
+    assert consumer.positions == REWOUND
+
+
+def test_a_fatal_error_in_the_middle_of_a_batch_stops_without_a_commit(
+    producers: list[FakeProducer],
+) -> None:
+    """Fenced mid-batch, kafka-python refuses the next send with a plain KafkaError."""
+    refused = KafkaError("Cannot perform send because at least one previous transactional or")
+    producers.append(FakeProducer(error_state=ProducerFencedError(), send=refused))
+    made, consumer = detector(producers[0], [FakeProducer()], clock=Clock(), transactional_id="t")
+    with pytest.raises(FatalDetectorError, match="another detector uses the same TRANSACTIONAL_ID"):
+        feed(consumer, made)
+    assert producers[0].calls == ["begin_transaction", "send"]
+
+
+def test_a_failed_commit_at_revocation_rewinds_before_anything_more_is_processed(
+    producers: list[FakeProducer],
+) -> None:
+    """The listener runs inside poll(), whose records may lie past the committed offsets:
+    kafka-python keeps the position of a partition that stays assigned."""
+    producers.append(FakeProducer(commit_transaction=KafkaTimeoutError()))
+    made, consumer = detector(producers[0], [])
+    feed(consumer, made)
+    consumer.batches += [REBALANCE, {TPS[0]: [Rec(12)]}]
+    made.poll_once()
+    assert producers[0].calls[-2:] == ["commit_transaction", "abort_transaction"]
+    assert producers[0].calls.count("send") == 3  # offset 12 was dropped, not sent
+    assert consumer.positions == REWOUND
+    assert not made._pending
+
+
+def test_fencing_at_revocation_stops_the_detector(producers: list[FakeProducer]) -> None:
+    """kafka-python wraps what the listener raises: the detector's own error comes out."""
+    producers.append(FakeProducer(commit_transaction=ProducerFencedError()))
+    made, consumer = detector(producers[0], [FakeProducer()], clock=Clock())
+    feed(consumer, made)
+    consumer.batches.append(REBALANCE)
+    with pytest.raises(FatalDetectorError, match="fenced"):
+        made.poll_once()

@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from detector.config import DetectorSettings
 from fraudcore.config import SettingsError, load_settings
+from fraudcore.health import Liveness
 from fraudcore.metrics import (
     LATENCY_BUCKETS,
     AgeHistogram,
@@ -277,6 +278,25 @@ def test_health_goes_stale_when_probes_stop_succeeding_in_time() -> None:
     status = health.status()
     assert not status.healthy
     assert "no successful probe" in status.body["broker"]["error"]
+
+
+def test_health_fails_on_a_stuck_loop_while_the_broker_answers() -> None:
+    clock = FakeClock()
+    liveness = Liveness(60, clock)
+    health = BrokerHealth("detector", FlakyProbe(), stale_after=30, clock=clock, liveness=liveness)
+    liveness.start()
+    health.check_once()
+    assert health.status().healthy
+    assert health.status().body["loop"]["alive"] is True
+    clock.now += 61
+    health.check_once()  # the probe thread still runs: the broker answers
+    status = health.status()
+    assert not status.healthy
+    assert status.body["status"] == "stuck"
+    assert status.body["broker"]["reachable"] is True
+    assert status.body["loop"]["error"] == "no poll returned for 61.0s (bound 60s)"
+    liveness.beat()
+    assert health.status().healthy
 
 
 def test_health_thread_probes_in_the_background() -> None:

@@ -1,0 +1,57 @@
+"""The kafka-python internals that fraudcore/kafka_workarounds.py relies on are still there.
+
+Each test drives a real kafka-python 3.0.12 producer (no broker: the bootstrap address is
+closed) through the internal the workaround uses. If an upgrade renames or changes it, these
+fail here, loudly, rather than the workaround doing nothing in production.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from kafka.errors import KafkaError, KafkaTimeoutError, ProducerFencedError
+
+from fraudcore.kafka_workarounds import discard_producer, underlying_error
+from kafka import KafkaProducer
+
+
+@pytest.fixture
+def producer() -> Iterator[KafkaProducer]:
+    made = KafkaProducer(
+        bootstrap_servers="127.0.0.1:1",  # nothing listens there
+        transactional_id="workaround-test",
+        api_version=(4, 0),
+        max_block_ms=200,
+    )
+    yield made
+    discard_producer(made)
+
+
+def test_the_error_behind_a_refused_transactional_call_is_found(producer: KafkaProducer) -> None:
+    """kafka-python names the fencing only in the text of the error it raises."""
+    producer._transaction_manager.transition_to_fatal_error(ProducerFencedError())
+    with pytest.raises(KafkaError) as refused:
+        producer.begin_transaction()
+    assert type(refused.value) is KafkaError
+    assert isinstance(underlying_error(producer, refused.value), ProducerFencedError)
+
+
+def test_an_error_of_a_healthy_producer_is_its_own(producer: KafkaProducer) -> None:
+    timeout = KafkaTimeoutError("no broker")
+    assert underlying_error(producer, timeout) is timeout
+
+
+def test_a_producer_whose_close_fails_is_still_stopped(
+    producer: KafkaProducer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """close(timeout=0) flushes first and raises while records are pending, before it stops
+    the I/O thread; the forced close through the sender stops it all the same."""
+
+    def pending_records(timeout: float | None = None) -> None:
+        raise KafkaTimeoutError("Timeout waiting for future")
+
+    monkeypatch.setattr(producer, "close", pending_records)
+    discard_producer(producer)
+    producer._sender.join(5)
+    assert not producer._sender.is_alive()
