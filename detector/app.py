@@ -117,8 +117,14 @@ def required_topics(settings: DetectorSettings) -> list[TopicSpec]:
 
 
 def make_consumer(settings: DetectorSettings) -> KafkaConsumer:
-    """A group member that never commits by itself and reads only committed input."""
-    return KafkaConsumer(
+    """A group member that never commits by itself and reads only committed input.
+
+    It learns the input's partitions before it joins the group: a member that leads the group
+    while its metadata has no partitions for the topic yet (a topic created a moment ago)
+    assigns nothing, and kafka-python rebalances only once its metadata is refreshed, after
+    metadata_max_age_ms (5 minutes). Seen as a detector idle with `assigned partitions: []`.
+    """
+    consumer = KafkaConsumer(
         **client_options(settings, "detector"),
         group_id=settings.consumer_group,
         enable_auto_commit=False,
@@ -133,6 +139,8 @@ def make_consumer(settings: DetectorSettings) -> KafkaConsumer:
         # off, fetching a record costs ~7% less CPU (bench/, README "Performance").
         metrics_enabled=False,
     )
+    consumer.partitions_for_topic(settings.transactions_topic)
+    return consumer
 
 
 def make_producer(settings: DetectorSettings) -> KafkaProducer:
