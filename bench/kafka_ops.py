@@ -14,8 +14,8 @@ from kafka.admin import OffsetSpec
 from kafka.errors import KafkaError
 from kafka.structs import TopicPartition
 
-from fraudcore.codec import encode, encode_key
-from fraudcore.model import TransactionFactory
+from fraudcore.core.codec import encode, encode_key
+from fraudcore.core.model import TransactionFactory
 from kafka import KafkaAdminClient, KafkaConsumer
 
 LOG_APPEND_TIME = {"message.timestamp.type": "LogAppendTime"}

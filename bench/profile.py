@@ -32,7 +32,10 @@ from bench.procs import Process, service_env, stop_all
 
 # Stage of the detector's loop -> a frame that marks it (the first match, in this order, wins).
 STAGES = [
-    ("classify: codec (layout match, else strict decode), rule", "classify (fraudcore/rule.py)"),
+    (
+        "classify: codec (layout match, else strict decode), rule",
+        "classify (fraudcore/core/rule.py)",
+    ),
     ("producer.send: partitioner, record batch, future", "KafkaProducer.send "),
     ("consumer.poll: fetch response, record batch decoding", "KafkaConsumer.poll "),
     ("commit: flush / Kafka transaction / offsets", "Detector.commit "),

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from fraudcore.codec import InvalidTransactionError, decode
+from fraudcore.core.codec import InvalidTransactionError, decode
 
 INPUT, LEGIT, FRAUD, DEAD_LETTER = "input", "legit", "fraud", "dead-letter"
 ROLES = (INPUT, LEGIT, FRAUD, DEAD_LETTER)

@@ -27,6 +27,7 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from detector.config import DetectorSettings
 from fraudcore import service
+from fraudcore.core.rule import Verdict, classify
 from fraudcore.health import Liveness
 from fraudcore.kafka_io import (
     KafkaSecurityError,
@@ -43,7 +44,6 @@ from fraudcore.kafka_workarounds import (
     underlying_error,
 )
 from fraudcore.metrics import DetectorMetrics
-from fraudcore.rule import Verdict, classify
 from fraudcore.runtime import StatsLine, StopFlag, freeze_startup_heap
 from kafka import KafkaConsumer, KafkaProducer
 

@@ -39,10 +39,10 @@ from detector.app import (
     HEADER_SOURCE_TOPIC,
 )
 from detector.config import DetectorSettings
-from fraudcore.codec import DEFAULT_MAX_VALUE_BYTES
 from fraudcore.config import SettingsError, load_settings
+from fraudcore.core.codec import DEFAULT_MAX_VALUE_BYTES
+from fraudcore.core.rule import DEFAULT_THRESHOLD, Verdict, classify
 from fraudcore.kafka_io import BrokerUnavailableError, client_options, wait_for_broker
-from fraudcore.rule import DEFAULT_THRESHOLD, Verdict, classify
 from fraudcore.runtime import StopFlag, configure_logging
 from kafka import KafkaConsumer
 

@@ -10,9 +10,9 @@ from typing import Literal
 
 from pydantic import Field, PositiveInt, field_validator
 
-from fraudcore.codec import DEFAULT_MAX_VALUE_BYTES
 from fraudcore.config import CommonSettings
-from fraudcore.rule import DEFAULT_THRESHOLD
+from fraudcore.core.codec import DEFAULT_MAX_VALUE_BYTES
+from fraudcore.core.rule import DEFAULT_THRESHOLD
 
 ProcessingGuarantee = Literal["exactly_once", "at_least_once"]
 

@@ -51,9 +51,9 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from fraudcore.config import CommonSettings
+from fraudcore.core.rule import Verdict
 from fraudcore.health import Liveness
 from fraudcore.kafka_io import client_options
-from fraudcore.rule import Verdict
 from kafka import KafkaAdminClient
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,9 @@ from kafka.errors import KafkaTimeoutError
 from kafka.producer.future import FutureRecordMetadata
 
 from fraudcore import service
-from fraudcore.codec import encode, encode_key
+from fraudcore.core.codec import encode, encode_key
+from fraudcore.core.model import TransactionFactory
+from fraudcore.core.pacing import Pacer
 from fraudcore.kafka_io import (
     KafkaSecurityError,
     TopicSpec,
@@ -18,8 +20,6 @@ from fraudcore.kafka_io import (
     producer_options,
 )
 from fraudcore.metrics import GeneratorMetrics
-from fraudcore.model import TransactionFactory
-from fraudcore.pacing import Pacer
 from fraudcore.runtime import StatsLine, StopFlag, freeze_startup_heap
 from generator.config import GeneratorSettings
 from kafka import KafkaProducer

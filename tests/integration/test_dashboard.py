@@ -20,9 +20,9 @@ import pytest
 from dashboard.app import TopicReader, collect, export_text
 from dashboard.config import DashboardSettings
 from dashboard.model import DEAD_LETTER, INPUT, DashboardState
-from fraudcore.codec import encode, encode_key
 from fraudcore.config import load_settings
-from fraudcore.model import TransactionFactory
+from fraudcore.core.codec import encode, encode_key
+from fraudcore.core.model import TransactionFactory
 from fraudcore.runtime import StopFlag
 from kafka import KafkaProducer
 from tests.kafka_helpers import (

@@ -16,8 +16,8 @@ from detector.app import (
     HEADER_SOURCE_PARTITION,
     HEADER_SOURCE_TOPIC,
 )
-from fraudcore.codec import encode, encode_key
-from fraudcore.model import TransactionFactory
+from fraudcore.core.codec import encode, encode_key
+from fraudcore.core.model import TransactionFactory
 from kafka import KafkaAdminClient
 from tests.kafka_helpers import Service, Topics, consume, create_topic, produce, wait_until
 from tests.samples import BAD_VALUES, tutorial_record

@@ -24,8 +24,8 @@ import pytest
 from kafka.errors import KafkaError
 from kafka.structs import TopicPartition
 
-from fraudcore.codec import encode, encode_key
-from fraudcore.model import TransactionFactory
+from fraudcore.core.codec import encode, encode_key
+from fraudcore.core.model import TransactionFactory
 from kafka import KafkaAdminClient, KafkaConsumer
 from tests.broker import Broker
 from tests.kafka_helpers import (

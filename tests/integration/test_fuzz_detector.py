@@ -3,7 +3,7 @@
 Hypothesis draws the values (random bytes, JSON of every type, and transaction-like objects
 with amounts at the 900 boundary and at the limits of floats), all are produced at once, ONE
 detector routes them, and each must come out exactly once, byte for byte, in the topic that
-`fraudcore.rule.classify` picks, and for the transaction-like ones, in the topic an
+`fraudcore.core.rule.classify` picks, and for the transaction-like ones, in the topic an
 independent oracle picks from the amount's JSON text with Decimal (fraud iff amount > 900).
 """
 
@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from fraudcore.rule import Verdict, classify
+from fraudcore.core.rule import Verdict, classify
 from tests.kafka_helpers import (
     Service,
     Topics,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from fraudcore.codec import encode, encode_key
-from fraudcore.model import TransactionFactory
+from fraudcore.core.codec import encode, encode_key
+from fraudcore.core.model import TransactionFactory
 from tests.broker import free_port
 from tests.http_probe import Samples, health, sample, scrape
 from tests.kafka_helpers import Service, Topics, consume, create_topic, produce, wait_until

@@ -29,7 +29,7 @@ import yaml
 from kafka.errors import TopicAuthorizationFailedError
 from kafka.structs import TopicPartition
 
-from fraudcore.model import TransactionFactory
+from fraudcore.core.model import TransactionFactory
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from tests.broker import BROKER_SCRIPT, free_port
 from tests.compose.compose_files import REPO, environment_of, interpolate, read_dotenv

@@ -18,8 +18,8 @@ from detector.app import (
     HEADER_SOURCE_TOPIC,
 )
 from detector.audit import AuditTopics, Record, audit_records, render
-from fraudcore.codec import encode, encode_key
-from fraudcore.model import TransactionFactory
+from fraudcore.core.codec import encode, encode_key
+from fraudcore.core.model import TransactionFactory
 from tests.kafka_helpers import run_command
 from tests.samples import tutorial_record
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fraudcore.codec import (
+from fraudcore.core.codec import (
     InvalidTransactionError,
     decode,
     decode_amount,
@@ -17,7 +17,7 @@ from fraudcore.codec import (
     encode_key,
     encoded_layout_amount,
 )
-from fraudcore.model import Transaction, TransactionFactory
+from fraudcore.core.model import Transaction, TransactionFactory
 from tests.samples import BAD_VALUES, tutorial_record
 
 

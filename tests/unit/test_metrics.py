@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from detector.config import DetectorSettings
 from fraudcore.config import SettingsError, load_settings
+from fraudcore.core.rule import Verdict
 from fraudcore.health import Liveness
 from fraudcore.metrics import (
     LATENCY_BUCKETS,
@@ -31,7 +32,6 @@ from fraudcore.metrics import (
     reason_code,
     serve_metrics,
 )
-from fraudcore.rule import Verdict
 from generator.config import GeneratorSettings
 
 

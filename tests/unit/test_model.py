@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from fraudcore.model import TransactionFactory, utc_now_iso, uuid4_text
+from fraudcore.core.model import TransactionFactory, utc_now_iso, uuid4_text
 
 
 def test_same_seed_same_stream() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fraudcore.pacing import Pacer
+from fraudcore.core.pacing import Pacer
 
 
 class FakeClock:

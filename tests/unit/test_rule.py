@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from fraudcore.rule import Verdict, classify, is_fraud
+from fraudcore.core.rule import Verdict, classify, is_fraud
 from tests.samples import BAD_VALUES, tutorial_record
 
 

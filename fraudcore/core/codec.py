@@ -12,7 +12,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from fraudcore.model import Transaction
+from fraudcore.core.model import Transaction
 
 DEFAULT_MAX_VALUE_BYTES = 64 * 1024
 REQUIRED_STRING_FIELDS = ("source", "target", "currency")

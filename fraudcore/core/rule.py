@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass
 from decimal import Decimal
 
-from fraudcore.codec import DEFAULT_MAX_VALUE_BYTES, InvalidTransactionError, decode_amount
+from fraudcore.core.codec import DEFAULT_MAX_VALUE_BYTES, InvalidTransactionError, decode_amount
 
 DEFAULT_THRESHOLD = Decimal(900)
 
