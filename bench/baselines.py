@@ -30,8 +30,8 @@ from kafka.structs import OffsetAndMetadata
 
 from bench.broker import run_tool
 from bench.kafka_ops import encoded_transactions
-from detector.app import make_consumer as detector_consumer
-from detector.app import make_producer as detector_producer
+from detector.clients import make_consumer as detector_consumer
+from detector.clients import make_producer as detector_producer
 from detector.config import DetectorSettings
 from fraudcore.runtime import freeze_startup_heap
 from generator.app import make_producer as generator_producer
@@ -42,7 +42,7 @@ from kafka import KafkaConsumer, KafkaProducer
 def _produce(args: argparse.Namespace) -> int:
     records = encoded_transactions(args.count, args.seed)
     settings = GeneratorSettings(kafka_broker_url=args.bootstrap, transactions_topic=args.topic)
-    producer = generator_producer(settings)
+    producer = generator_producer(settings).client  # the generator's client, raw sends
     try:
         producer.partitions_for(args.topic)
         freeze_startup_heap()  # as the generator does before its loop
@@ -77,8 +77,8 @@ def _pipe(args: argparse.Namespace) -> int:
         processing_guarantee="at_least_once",
     )
     stop = _stop_flag()
-    consumer = detector_consumer(settings)
-    producer = detector_producer(settings)
+    # The detector's own clients, without the detector's loop around them.
+    consumer, producer = detector_consumer(settings).client, detector_producer(settings).client
     consumer.subscribe([args.topic])
     freeze_startup_heap()  # as the detector does before its loop
     pending: dict[Any, Any] = {}

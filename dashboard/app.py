@@ -46,7 +46,9 @@ from dashboard.model import (
 )
 from dashboard.render import render
 from fraudcore.config import SettingsError, load_settings
-from fraudcore.kafka_io import BrokerUnavailableError, client_options, wait_for_broker
+from fraudcore.errors import BrokerUnavailableError
+from fraudcore.kafka_admin import wait_for_broker
+from fraudcore.kafka_port import client_options
 from fraudcore.runtime import StopFlag, configure_logging
 from kafka import KafkaAdminClient, KafkaConsumer
 

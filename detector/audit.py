@@ -32,17 +32,21 @@ from typing import Any, NamedTuple
 from kafka.errors import KafkaError
 from kafka.structs import TopicPartition
 
-from detector.app import (
-    DEAD_LETTER_MAX_MESSAGE_BYTES,
-    HEADER_SOURCE_OFFSET,
-    HEADER_SOURCE_PARTITION,
-    HEADER_SOURCE_TOPIC,
-)
 from detector.config import DetectorSettings
 from fraudcore.config import SettingsError, load_settings
 from fraudcore.core.codec import DEFAULT_MAX_VALUE_BYTES
-from fraudcore.core.rule import DEFAULT_THRESHOLD, Verdict, classify
-from fraudcore.kafka_io import BrokerUnavailableError, client_options, wait_for_broker
+from fraudcore.core.rule import (
+    DEFAULT_THRESHOLD,
+    HEADER_SOURCE_OFFSET,
+    HEADER_SOURCE_PARTITION,
+    HEADER_SOURCE_TOPIC,
+    Verdict,
+    classify,
+)
+from fraudcore.core.topics import DEAD_LETTER_MAX_MESSAGE_BYTES
+from fraudcore.errors import BrokerUnavailableError
+from fraudcore.kafka_admin import wait_for_broker
+from fraudcore.kafka_port import client_options
 from fraudcore.runtime import StopFlag, configure_logging
 from kafka import KafkaConsumer
 

@@ -53,7 +53,7 @@ from prometheus_client.utils import floatToGoString
 from fraudcore.config import CommonSettings
 from fraudcore.core.rule import Verdict
 from fraudcore.health import Liveness
-from fraudcore.kafka_io import client_options
+from fraudcore.kafka_port import client_options
 from kafka import KafkaAdminClient
 
 log = logging.getLogger(__name__)

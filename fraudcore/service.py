@@ -13,8 +13,9 @@ from collections.abc import Callable
 from typing import Generic, NamedTuple, TypeVar
 
 from fraudcore.config import CommonSettings, SettingsError, load_settings
+from fraudcore.errors import BrokerUnavailableError
 from fraudcore.health import Liveness
-from fraudcore.kafka_io import BrokerUnavailableError, wait_for_broker
+from fraudcore.kafka_admin import wait_for_broker
 from fraudcore.metrics import MetricsPortError, ServiceMetrics, serve_metrics
 from fraudcore.runtime import StopFlag, configure_logging
 from fraudcore.security import redact_secrets_in_logs

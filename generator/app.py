@@ -5,24 +5,18 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter, deque
+from typing import Any
 
-from kafka.errors import KafkaTimeoutError
-from kafka.producer.future import FutureRecordMetadata
-
-from fraudcore import service
+from fraudcore import kafka_admin, kafka_port, service
 from fraudcore.core.codec import encode, encode_key
 from fraudcore.core.model import TransactionFactory
 from fraudcore.core.pacing import Pacer
-from fraudcore.kafka_io import (
-    KafkaSecurityError,
-    TopicSpec,
-    ensure_topics,
-    producer_options,
-)
+from fraudcore.core.topics import generator_topics
+from fraudcore.errors import KafkaSecurityError
+from fraudcore.kafka_port import BufferFullError, Producer
 from fraudcore.metrics import GeneratorMetrics
 from fraudcore.runtime import StatsLine, StopFlag, freeze_startup_heap
 from generator.config import GeneratorSettings
-from kafka import KafkaProducer
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +28,11 @@ MAX_ROUND = 1000
 MAX_IDLE_SECONDS = 0.05
 
 
-def make_producer(settings: GeneratorSettings) -> KafkaProducer:
+def make_producer(settings: GeneratorSettings) -> Producer:
     """An idempotent producer: retries can neither lose nor duplicate a record."""
-    return KafkaProducer(
-        **producer_options(settings, "generator"),
+    return kafka_port.new_producer(
+        settings,
+        "generator",
         batch_size=64 * 1024,
         delivery_timeout_ms=120_000,
         max_block_ms=10_000,
@@ -50,7 +45,7 @@ class Generator:
     def __init__(
         self,
         settings: GeneratorSettings,
-        producer: KafkaProducer,
+        producer: Producer,
         stop: StopFlag,
         *,
         metrics: GeneratorMetrics | None = None,
@@ -64,7 +59,7 @@ class Generator:
         self.stats = StatsLine(log, settings.stats_interval_seconds, self._render)
         # Sends not yet answered by the broker, oldest first. Settled once per round of sends:
         # a callback per record would run on the producer's I/O thread and compete for the GIL.
-        self._in_flight: deque[FutureRecordMetadata] = deque()
+        self._in_flight: deque[Any] = deque()  # the client's futures: is_done, exception
 
     def _render(self, window: Counter[str], seconds: float) -> str:
         rate = window["sent"] / seconds
@@ -85,18 +80,21 @@ class Generator:
         if delivered:
             self.metrics.acknowledged(delivered)
 
-    def _send_when_buffer_frees(self, topic: str, key: bytes, value: bytes) -> bool:
-        """Send one record that found the producer's buffer full. False if stopped first."""
-        while True:
-            log.warning("producer buffer full or metadata unavailable; the broker may be down")
-            self._settle()
-            if self.stop.is_set():
-                return False
+    def _send(self, topic: str, records: list[tuple[bytes, bytes]]) -> int:
+        """Send the round's records, waiting out a full buffer. How many went out: fewer than
+        all only when a stop came while the buffer was full."""
+        sent = 0
+        while sent < len(records):
             try:
-                self._in_flight.append(self.producer.send(topic, key=key, value=value))
-                return True
-            except KafkaTimeoutError:
-                continue
+                self.producer.send_all(topic, records[sent:], self._in_flight.append)
+                return len(records)
+            except BufferFullError as full:
+                sent += full.sent
+                log.warning("producer buffer full or metadata unavailable; the broker may be down")
+                self._settle()
+                if self.stop.is_set():
+                    break
+        return sent
 
     def run(self) -> int:
         settings = self.settings
@@ -106,7 +104,7 @@ class Generator:
         freeze_startup_heap()
         pacer = Pacer(settings.transactions_per_second, time.monotonic)
         limit = settings.transactions_count
-        topic, send, track = settings.transactions_topic, self.producer.send, self._in_flight.append
+        topic = settings.transactions_topic
         sent = 0
         while not self.stop.is_set() and (limit is None or sent < limit):
             due = min(pacer.due(), MAX_ROUND)
@@ -117,15 +115,9 @@ class Generator:
             # Make the round's records first, then send them: two tight loops run measurably
             # faster than one that alternates between making a record and kafka-python's send.
             records = [(encode_key(tx), encode(tx)) for tx in factory.take(due)]
-            sent_before = sent
-            for key, value in records:
-                try:
-                    track(send(topic, key=key, value=value))
-                except KafkaTimeoutError:
-                    if not self._send_when_buffer_frees(topic, key, value):
-                        break
-                sent += 1
-            self.stats.add("sent", sent - sent_before)
+            sent_now = self._send(topic, records)
+            sent += sent_now
+            self.stats.add("sent", sent_now)
             self.stats.maybe_log()
             self._settle()
             self.metrics.sample_rate()
@@ -149,12 +141,10 @@ def main() -> int:
         )
     except service.ServiceExit as exit_:
         return exit_.code
-    topic = TopicSpec(
-        settings.transactions_topic, settings.transactions_topic_partitions, access=("WRITE",)
-    )
+    topics = generator_topics(settings.transactions_topic, settings.transactions_topic_partitions)
     with admin:
         try:
-            ensure_topics(admin, [topic])
+            kafka_admin.ensure_topics(admin, topics)
         except KafkaSecurityError as exc:  # e.g. not authorized to write the topic: no retry
             log.error("%s", exc)
             return 1
@@ -162,4 +152,4 @@ def main() -> int:
     try:
         return Generator(settings, producer, stop, metrics=metrics).run()
     finally:
-        producer.close(timeout=10)
+        producer.close(10)

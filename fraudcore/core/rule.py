@@ -47,3 +47,23 @@ def classify(
     except InvalidTransactionError as exc:
         return Classification(Verdict.INVALID, str(exc))
     return FRAUD if is_fraud(amount, threshold) else LEGIT
+
+
+# Headers added to a dead-lettered record, so an operator can find and replay its source.
+HEADER_REASON = "error.reason"
+HEADER_SOURCE_TOPIC = "error.source.topic"
+HEADER_SOURCE_PARTITION = "error.source.partition"
+HEADER_SOURCE_OFFSET = "error.source.offset"
+
+
+def dead_letter_headers(
+    headers: list[tuple[str, bytes]] | None, reason: str, topic: str, partition: int, offset: int
+) -> list[tuple[str, bytes]]:
+    """The record's own headers, then why it is invalid and where it came from."""
+    return [
+        *(headers or ()),
+        (HEADER_REASON, reason.encode()),
+        (HEADER_SOURCE_TOPIC, topic.encode()),
+        (HEADER_SOURCE_PARTITION, str(partition).encode()),
+        (HEADER_SOURCE_OFFSET, str(offset).encode()),
+    ]

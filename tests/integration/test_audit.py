@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from detector.app import HEADER_SOURCE_OFFSET, HEADER_SOURCE_PARTITION, HEADER_SOURCE_TOPIC
+from fraudcore.core.rule import HEADER_SOURCE_OFFSET, HEADER_SOURCE_PARTITION, HEADER_SOURCE_TOPIC
 from tests.kafka_helpers import Topics, create_topic, produce, run_command
 from tests.samples import tutorial_record
 

@@ -10,14 +10,14 @@ from typing import Any
 import pytest
 from kafka.structs import TopicPartition
 
-from detector.app import (
+from fraudcore.core.codec import encode, encode_key
+from fraudcore.core.model import TransactionFactory
+from fraudcore.core.rule import (
     HEADER_REASON,
     HEADER_SOURCE_OFFSET,
     HEADER_SOURCE_PARTITION,
     HEADER_SOURCE_TOPIC,
 )
-from fraudcore.core.codec import encode, encode_key
-from fraudcore.core.model import TransactionFactory
 from kafka import KafkaAdminClient
 from tests.kafka_helpers import Service, Topics, consume, create_topic, produce, wait_until
 from tests.samples import BAD_VALUES, tutorial_record

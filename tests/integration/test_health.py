@@ -18,9 +18,11 @@ from typing import Any
 import pytest
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from detector.app import Detector, make_consumer, make_producer
+from detector.app import Detector
+from detector.clients import make_consumer, make_producer
 from detector.config import DetectorSettings
 from fraudcore.health import Liveness
+from fraudcore.kafka_port import Consumer, Producer
 from fraudcore.metrics import DetectorMetrics, serve_metrics
 from fraudcore.runtime import StopFlag
 from tests.broker import BROKER_SCRIPT, Broker, free_port, start_jar_broker
@@ -131,40 +133,34 @@ def test_health_flips_when_the_broker_goes_away_and_comes_back(
             service.stop(timeout=30)
 
 
-class PollThatHangs:
+class PollThatHangs(Consumer):
     """The detector's real consumer, whose poll() can be made to hang, as a kafka-python call
     that never returns would: the loop stops while the process, its health server and the
     broker are all fine."""
 
-    def __init__(self, consumer: Any) -> None:
-        self._consumer = consumer
+    def __init__(self, consumer: Consumer) -> None:
+        super().__init__(consumer.client)
         self.hang = threading.Event()
         self.release = threading.Event()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._consumer, name)
 
     def poll(self, timeout_ms: int) -> Any:
         if self.hang.is_set():
             self.release.wait(120)
-        return self._consumer.poll(timeout_ms=timeout_ms)
+        return super().poll(timeout_ms)
 
 
-class CommitThatHangs:
+class CommitThatHangs(Producer):
     """The detector's real transactional producer, whose commit can be made to hang."""
 
-    def __init__(self, producer: Any) -> None:
-        self._producer = producer
+    def __init__(self, producer: Producer) -> None:
+        super().__init__(producer.client)
         self.hang = threading.Event()
         self.release = threading.Event()
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._producer, name)
-
-    def commit_transaction(self) -> None:
+    def commit_transaction(self, seconds: float) -> None:
         if self.hang.is_set():
             self.release.wait(120)
-        self._producer.commit_transaction()
+        super().commit_transaction(seconds)
 
 
 @pytest.mark.parametrize("stuck_in", ["poll", "commit"])
@@ -223,8 +219,8 @@ def test_health_fails_when_the_loop_is_stuck_while_the_broker_answers(
             hang.release.set()
             stop.set()
             assert running.result(timeout=60) == 0
-            producer.close(timeout=10)
-            consumer.close(autocommit=False)
+            producer.close(10)
+            consumer.close()
             telemetry.close()
 
 

@@ -11,15 +11,15 @@ from decimal import Decimal
 
 import pytest
 
-from detector.app import (
+from detector.audit import AuditTopics, Record, audit_records, render
+from fraudcore.core.codec import encode, encode_key
+from fraudcore.core.model import TransactionFactory
+from fraudcore.core.rule import (
     HEADER_REASON,
     HEADER_SOURCE_OFFSET,
     HEADER_SOURCE_PARTITION,
     HEADER_SOURCE_TOPIC,
 )
-from detector.audit import AuditTopics, Record, audit_records, render
-from fraudcore.core.codec import encode, encode_key
-from fraudcore.core.model import TransactionFactory
 from tests.kafka_helpers import run_command
 from tests.samples import tutorial_record
 

@@ -32,7 +32,9 @@ from detector.app import (
     FatalDetectorError,
 )
 from detector.config import DetectorSettings
-from fraudcore.kafka_workarounds import TransactionStalledError, call_with_deadline
+from fraudcore.errors import ClientError, TransactionStalledError
+from fraudcore.kafka_port import Consumer, Producer
+from fraudcore.kafka_workarounds import call_with_deadline
 from fraudcore.runtime import StopFlag
 from tests.samples import tutorial_record
 
@@ -206,13 +208,14 @@ def detector(
     )
     queue = list(replacements)
     consumer = FakeConsumer()
+    # The fakes stand for kafka-python's clients, behind the real port (fraudcore/kafka_port.py).
     made = Detector(
         settings,
-        consumer,
-        first,
+        Consumer(consumer),
+        Producer(first),
         StopFlag(),
         clock,
-        new_producer=lambda: queue.pop(0),
+        new_producer=lambda: Producer(queue.pop(0)),
     )
     made.subscribe()
     return made, consumer
@@ -260,7 +263,7 @@ def test_a_commit_that_fails_is_aborted_and_the_input_rewound(
     feed(consumer, made)
     made.commit()
     assert producers[0].calls[-2:] == ["commit_transaction", "abort_transaction"]
-    assert made.producer is producers[0]
+    assert made.producer.client is producers[0]
     assert consumer.positions == REWOUND
 
 
@@ -271,7 +274,7 @@ def test_a_stuck_commit_and_abort_get_the_producer_replaced(producers: list[Fake
     started = time.monotonic()
     made.commit()
     assert time.monotonic() - started < 3  # two deadlines of 0.3 s, not forever
-    assert made.producer is producers[1]
+    assert made.producer.client is producers[1]
     assert producers[0].closed
     assert consumer.positions == REWOUND
     feed(consumer, made)  # the new producer takes the next batch
@@ -298,7 +301,7 @@ def test_fencing_of_a_timed_out_transaction_replaces_the_producer(
     feed(consumer, made)
     clock.now += 1  # > 0.3 s
     made.commit()
-    assert made.producer is producers[1]
+    assert made.producer.client is producers[1]
     assert "abort_transaction" not in producers[0].calls  # a fenced producer cannot abort
     assert consumer.positions == REWOUND
 
@@ -358,8 +361,9 @@ def test_poll_failing_while_the_broker_is_away_is_retried(producers: list[FakePr
     feed(consumer, made)
     assert producers[0].calls == ["begin_transaction", "send", "send", "send"]
     consumer.batches.append(CommitFailedError("not retriable"))
-    with pytest.raises(CommitFailedError):
+    with pytest.raises(ClientError) as failed:
         made.poll_once()
+    assert isinstance(failed.value.cause, CommitFailedError)
 
 
 @pytest.mark.parametrize("guarantee", ["exactly_once", "at_least_once"])
@@ -398,7 +402,7 @@ def test_a_failed_output_aborts_the_transaction_instead_of_committing(
     assert producers[0].calls[-3:] == ["send_offsets_to_transaction", "flush", "abort_transaction"]
     assert "commit_transaction" not in producers[0].calls
     assert consumer.positions == REWOUND
-    assert made.producer is producers[0]  # an abort was all it took
+    assert made.producer.client is producers[0]  # an abort was all it took
 
 
 def test_an_epoch_bump_in_the_middle_of_a_transaction_is_fatal_when_young(
@@ -425,7 +429,7 @@ def test_an_epoch_bump_of_a_timed_out_transaction_replaces_the_producer(
     clock.now += 1  # > TRANSACTION_TIMEOUT_MS: the broker aborted it
     made.commit()
     assert "commit_transaction" not in producers[0].calls
-    assert made.producer is producers[1]
+    assert made.producer.client is producers[1]
     assert producers[0].closed
     assert consumer.positions == REWOUND
 
@@ -455,7 +459,7 @@ def test_a_failed_commit_at_revocation_rewinds_before_anything_more_is_processed
     assert producers[0].calls[-2:] == ["commit_transaction", "abort_transaction"]
     assert producers[0].calls.count("send") == 3  # offset 12 was dropped, not sent
     assert consumer.positions == REWOUND
-    assert not made._pending
+    assert made._checkpoint is None  # nothing of that batch is left to commit
 
 
 def test_fencing_at_revocation_stops_the_detector(producers: list[FakeProducer]) -> None:
