@@ -17,7 +17,7 @@ SECURE ?=
 SECURE_FLAG := $(if $(filter 1 yes true,$(SECURE)),--secure)
 
 .PHONY: help install jars kafka-up kafka-down kafka-clean consume consume-legit consume-fraud \
-	consume-invalid run watch bench test test-unit lint typecheck clean
+	consume-invalid run watch bench test test-unit test-docker clean-docker lint typecheck clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -80,6 +80,16 @@ test-unit: install ## the fast tier: no broker
 
 test: install jars lint typecheck ## everything: lint, types, unit, integration, compose
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The Docker tier: scripts/docker-tier.sh prepares (once, cached) the engine, the pinned Compose
+# CLI and, where no registry is reachable, a stand-in of the base image; it prints a file of
+# exports (DOCKER_HOST, DOCKER_CONFIG, ...) for the tests. README "The Docker tier".
+test-docker: install jars ## the Docker tier for real: images built, containers run (~10 min cold)
+	@env_file=$$(scripts/docker-tier.sh setup) && source "$$env_file" && \
+		$(PY) -m pytest -m docker $(PYTEST_ARGS)
+
+clean-docker: ## stop the Docker tier's podman service, remove its cache and images
+	@scripts/docker-tier.sh clean
 
 clean: ## remove the venv and caches (not the broker's data)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,13 +1,29 @@
-"""Session fixtures: one real broker for all integration tests; unique topics per test."""
+"""Session fixtures: one real broker for all integration tests; unique topics per test.
+
+Tests marked `docker` (the Docker tier) run only under `make test-docker`, which prepares the
+engine, the Compose CLI and the base image first (scripts/docker-tier.sh) and says so with
+FRAUD_DOCKER_TIER=1. Elsewhere they are skipped with that reason, so that `make test` stays fast.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 
 from tests.broker import Broker, start_broker
 from tests.kafka_helpers import Topics
+
+DOCKER_TIER_SKIP = "the Docker tier (images built, containers started) runs with `make test-docker`"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.environ.get("FRAUD_DOCKER_TIER") == "1":
+        return
+    for item in items:
+        if item.get_closest_marker("docker") is not None:
+            item.add_marker(pytest.mark.skip(reason=DOCKER_TIER_SKIP))
 
 
 @pytest.fixture(scope="session")

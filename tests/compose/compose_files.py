@@ -6,8 +6,6 @@ Shared by the static checks and by the test that runs each compose service as a 
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -119,29 +117,6 @@ def load_compose(name: str, env: dict[str, str] | None = None) -> dict[str, Any]
     """A compose file with its variables resolved from `env` (default: .env alone)."""
     doc = yaml.safe_load((REPO / name).read_text())
     return dict(interpolate(doc, read_dotenv() if env is None else env))
-
-
-def compose_cli() -> list[str] | None:
-    """`docker compose` (v2 plugin) or a standalone v2 `docker-compose`; they need no engine."""
-    candidates = []
-    if shutil.which("docker"):
-        candidates.append(["docker", "compose"])
-    if shutil.which("docker-compose"):
-        candidates.append(["docker-compose"])
-    for cli in candidates:
-        try:
-            out = subprocess.run(
-                [*cli, "version", "--short"],
-                capture_output=True,
-                text=True,
-                timeout=30,
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-        if out.returncode == 0 and re.match(r"v?[2-9]\.", out.stdout.strip()):
-            return cli
-    return None
 
 
 def parse_listeners(value: str) -> dict[str, tuple[str, int]]:

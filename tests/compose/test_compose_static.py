@@ -12,7 +12,6 @@ from __future__ import annotations
 import ast
 import operator
 import re
-import subprocess
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from typing import Any
@@ -23,7 +22,6 @@ import yaml
 from tests.compose.compose_files import (
     REPO,
     as_str,
-    compose_cli,
     environment_of,
     interpolate,
     parse_listeners,
@@ -129,22 +127,6 @@ def test_compose_file_matches_compose_spec(
 @pytest.mark.parametrize("name", COMPOSE_FILES)
 def test_no_version_key(name: str, raw: dict[str, dict[str, Any]]) -> None:
     assert "version" not in raw[name], f"{name}: the top-level `version` key is obsolete"
-
-
-@pytest.mark.parametrize("name", COMPOSE_FILES)
-def test_compose_cli_accepts_file(name: str) -> None:
-    cli = compose_cli()
-    if cli is None:
-        pytest.skip("no Compose v2 CLI (`docker compose` plugin or docker-compose v2) on PATH")
-    out = subprocess.run(
-        [*cli, "-f", name, "config", "--quiet"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert out.returncode == 0, f"{' '.join(cli)} config rejects {name}:\n{out.stderr}"
 
 
 # --------------------------------------------------------------------------- interpolation
