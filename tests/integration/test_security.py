@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -25,15 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from kafka.errors import TopicAuthorizationFailedError
 from kafka.structs import TopicPartition
 
 from fraudcore.core.model import TransactionFactory
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from tests.broker import BROKER_SCRIPT, free_port
-from tests.compose.compose_files import REPO, environment_of, interpolate, read_dotenv
-from tests.compose.compose_merge import merge
 from tests.kafka_helpers import Service, Topics, consume, run_command
 
 pytestmark = pytest.mark.integration
@@ -504,157 +499,3 @@ def test_detector_outside_its_group_or_transactional_ids_is_refused(
     )
     assert_refused(code, output, seconds, expected)
     assert "user 'detector' is not authorized to use" in output
-
-
-# --------------------------------------------------------------------------- the compose variant
-
-# The image's /opt/kafka/bin scripts, played by the project's jars.
-_IMAGE_TOOLS = {
-    "kafka-storage.sh": "kafka.tools.StorageTool",
-    "kafka-server-start.sh": "kafka.Kafka",
-    "kafka-topics.sh": "org.apache.kafka.tools.TopicCommand",
-    "kafka-acls.sh": "org.apache.kafka.tools.AclCommand",
-    "kafka-broker-api-versions.sh": "org.apache.kafka.tools.BrokerApiVersionsCommand",
-}
-
-
-def load_yaml(name: str) -> dict[str, Any]:
-    doc: dict[str, Any] = yaml.safe_load((REPO / name).read_text())
-    return doc
-
-
-class _ComposeHost:
-    """Runs compose services' commands on this machine: /run/secrets, /opt/kafka/bin, /tmp,
-    host names and ports mapped to a temporary directory, local tools and free ports."""
-
-    def __init__(self, root: Path, secrets: dict[str, Path]) -> None:
-        self.root = root
-        self.ports = {9092: free_port(), 29092: free_port(), 9093: free_port()}
-        self.run_secrets = root / "run-secrets"
-        self.run_secrets.mkdir()
-        for name, source in secrets.items():
-            shutil.copy(source, self.run_secrets / name)
-        self.bin = root / "bin"
-        self.bin.mkdir()
-        lib = BROKER_SCRIPT.parent / "lib"
-        for script, main_class in _IMAGE_TOOLS.items():
-            log_config = (
-                "log4j2.properties"
-                if script == "kafka-server-start.sh"
-                else "tools-log4j2.properties"
-            )
-            shim = self.bin / script
-            shim.write_text(
-                "#!/usr/bin/env bash\n"
-                f'exec java -Xmx512m -Dkafka.logs.dir="{root}" '
-                f'-Dlog4j2.configurationFile="{BROKER_SCRIPT.parent / log_config}" '
-                f'-cp "{lib}/*" {main_class} "$@"\n'
-            )
-            shim.chmod(0o755)
-
-    def text(self, value: str) -> str:
-        value = re.sub(r"(?<![\w.-])/tmp/", f"{self.root}/tmp-", value)  # before adding paths
-        value = value.replace("/run/secrets/", f"{self.run_secrets}/")
-        value = value.replace("/opt/kafka/bin/", f"{self.bin}/")
-        value = value.replace("/var/lib/kafka/data", str(self.root / "data"))
-        value = re.sub(r"\bbroker:(?=\d)", "localhost:", value)
-        for port in sorted(self.ports, reverse=True):
-            value = re.sub(rf"(?<=:){port}\b", str(self.ports[port]), value)
-        return value
-
-    def env(self, service: dict[str, Any]) -> dict[str, str]:
-        """The service's environment (unset pass-through variables left out; no metrics port:
-        the services here share one network namespace)."""
-        base = {k: os.environ[k] for k in ("PATH", "HOME", "JAVA_HOME") if k in os.environ}
-        own = {
-            k: self.text(str(v))
-            for k, v in environment_of(service).items()
-            if v is not None and k != "METRICS_PORT"
-        }
-        return base | own
-
-    def command(self, service: dict[str, Any]) -> list[str]:
-        return [self.text(part) for part in service["command"]]
-
-
-@pytest.mark.slow
-def test_compose_secure_commands_work_without_docker(tmp_path: Path) -> None:
-    """The broker and kafka-init commands of docker-compose.kafka.secure.yml (merged onto the
-    base file) run here as the image would run them, then the services log in with the
-    settings of docker-compose.secure.yml and route records: the Docker variant's scripts,
-    properties and ACLs are exercised for real, without a Docker engine."""
-    for tool in ("java", "openssl"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"needs {tool} on PATH")
-    subprocess.run(
-        [str(BROKER_SCRIPT), "secrets", "--secrets-dir", str(tmp_path / "secrets"), "--docker"],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    dotenv = read_dotenv()
-    kafka = interpolate(
-        merge(load_yaml("docker-compose.kafka.yml"), load_yaml("docker-compose.kafka.secure.yml")),
-        dotenv,
-    )
-    app = interpolate(
-        merge(load_yaml("docker-compose.yml"), load_yaml("docker-compose.secure.yml")), dotenv
-    )
-    secrets = {
-        name: tmp_path / "secrets" / "docker" / Path(spec["file"]).name
-        for name, spec in {**kafka["secrets"], **app["secrets"]}.items()
-    }
-    host = _ComposeHost(tmp_path, secrets)
-    broker_spec = kafka["services"]["broker"]
-    broker_log = (tmp_path / "broker.log").open("wb")
-    broker = subprocess.Popen(
-        host.command(broker_spec),
-        env=host.env(broker_spec),
-        stdout=broker_log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        health = [host.text(part) for part in broker_spec["healthcheck"]["test"][1:]]
-        deadline = time.monotonic() + 120
-        while True:
-            assert broker.poll() is None, (tmp_path / "broker.log").read_text()[-4000:]
-            probe = subprocess.run(health, capture_output=True, timeout=60, check=False)
-            if probe.returncode == 0:
-                break
-            assert time.monotonic() < deadline, probe.stderr.decode()[-2000:]
-            time.sleep(2)
-
-        init_spec = kafka["services"]["kafka-init"]
-        init = run_command(host.command(init_spec), host.env(init_spec), timeout=300)
-        assert init.returncode == 0, init.stdout + init.stderr
-        assert "kafka-init: topics and ACLs ready" in init.stdout
-
-        count = 300
-        generator_spec = app["services"]["generator"]
-        env = host.env(generator_spec) | {"TRANSACTIONS_COUNT": str(count), "RANDOM_SEED": "5"}
-        generator = Service.module("generator", env, tmp_path)
-        assert generator.wait(timeout=120) == 0, generator.output()
-        detector = Service.module("detector", host.env(app["services"]["detector"]), tmp_path)
-        admin = {
-            "bootstrap_servers": f"localhost:{host.ports[9092]}",
-            "security_protocol": "SASL_SSL",
-            "sasl_mechanism": "SCRAM-SHA-512",
-            "sasl_plain_username": "admin",
-            "sasl_plain_password": (tmp_path / "secrets" / "admin.password").read_text(),
-            "ssl_cafile": str(secrets["kafka_ca"]),
-        }
-        topics = [dotenv["LEGIT_TOPIC"], dotenv["FRAUD_TOPIC"], dotenv["DEAD_LETTER_TOPIC"]]
-        records = consume_as(admin, topics, expected=count, timeout=90, settle=1.0)
-        assert detector.stop() == 0, detector.output()
-        assert len(records) == count
-        fraud = [json.loads(r.value, parse_float=Decimal) for r in records if r.topic == topics[1]]
-        assert all(value["amount"] > 900 for value in fraud)
-    finally:
-        os.killpg(broker.pid, signal.SIGTERM)
-        try:
-            broker.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(broker.pid, signal.SIGKILL)
-            broker.wait(timeout=30)
-        broker_log.close()
