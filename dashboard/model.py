@@ -17,12 +17,12 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from fraudcore.core.codec import InvalidTransactionError, decode
+from fraudcore.core.rule import HEADER_REASON
 
 INPUT, LEGIT, FRAUD, DEAD_LETTER = "input", "legit", "fraud", "dead-letter"
 ROLES = (INPUT, LEGIT, FRAUD, DEAD_LETTER)
 RATE_WINDOW_SECONDS = 5
 LATEST_FRAUD = 8
-HEADER_REASON = "error.reason"  # detector/app.py HEADER_REASON; not imported: no Kafka here
 
 
 @dataclass(frozen=True)

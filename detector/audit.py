@@ -22,15 +22,11 @@ import argparse
 import json
 import logging
 import sys
-import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, NamedTuple
-
-from kafka.errors import KafkaError
-from kafka.structs import TopicPartition
 
 from detector.config import DetectorSettings
 from fraudcore.config import SettingsError, load_settings
@@ -43,12 +39,11 @@ from fraudcore.core.rule import (
     Verdict,
     classify,
 )
-from fraudcore.core.topics import DEAD_LETTER_MAX_MESSAGE_BYTES
-from fraudcore.errors import BrokerUnavailableError
+from fraudcore.errors import BrokerUnavailableError, ClientError
 from fraudcore.kafka_admin import wait_for_broker
-from fraudcore.kafka_port import client_options
+from fraudcore.kafka_port import ConsumedRecord
+from fraudcore.kafka_reader import IncompleteReadError, TopicReader
 from fraudcore.runtime import StopFlag, configure_logging
-from kafka import KafkaConsumer
 
 log = logging.getLogger(__name__)
 
@@ -283,76 +278,8 @@ def audit_records(
     return matcher.finish()
 
 
-class IncompleteReadError(RuntimeError):
-    """A topic could not be read up to the end offsets taken at the start."""
-
-
-class TopicReader:
-    """Reads topics with read_committed up to the end offsets found when it opens.
-
-    End offsets are taken for the topics in the order given, outputs before the input, so
-    that every output counted has its input counted too. Topics are then read one set at a
-    time, so the outputs can be streamed through the matcher instead of held in memory.
-    """
-
-    def __init__(self, settings: DetectorSettings, names: Sequence[str], timeout: float) -> None:
-        self._timeout = timeout
-        self._consumer = KafkaConsumer(
-            **client_options(settings, "detector-audit"),
-            group_id=None,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-            allow_auto_create_topics=False,
-            max_poll_records=10_000,
-            fetch_max_bytes=DEAD_LETTER_MAX_MESSAGE_BYTES * 4,
-            max_partition_fetch_bytes=DEAD_LETTER_MAX_MESSAGE_BYTES,
-        )
-        try:
-            existing = self._consumer.topics()
-            self.missing = [name for name in dict.fromkeys(names) if name not in existing]
-            self._ends: dict[TopicPartition, int] = {}
-            for name in dict.fromkeys(names):
-                if name not in self.missing:
-                    found = self._consumer.partitions_for_topic(name)
-                    tps = [TopicPartition(name, p) for p in sorted(found)]
-                    self._ends.update(self._consumer.end_offsets(tps))
-        except BaseException:
-            self._consumer.close()
-            raise
-
-    def __enter__(self) -> TopicReader:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._consumer.close()
-
-    def records(self, names: Sequence[str]) -> Iterator[Record]:
-        """Every committed record of these topics, up to the end offsets taken at the start."""
-        ends = {tp: end for tp, end in self._ends.items() if tp.topic in names}
-        if not ends:  # missing topics read as empty
-            return
-        consumer = self._consumer
-        consumer.assign(list(ends))
-        consumer.seek_to_beginning(*ends)
-        deadline = time.monotonic() + self._timeout
-        remaining = {tp for tp, end in ends.items() if end > 0}
-        while remaining:
-            if time.monotonic() > deadline:
-                behind = ", ".join(
-                    f"{tp.topic}-{tp.partition} at {consumer.position(tp)} of {ends[tp]}"
-                    for tp in sorted(remaining)
-                )
-                raise IncompleteReadError(f"not read to the end in {self._timeout:g}s: {behind}")
-            for tp, batch in consumer.poll(timeout_ms=200).items():
-                end = ends[tp]
-                for r in batch:
-                    if r.offset < end:
-                        yield Record(r.topic, r.key, r.value, r.headers, r.partition, r.offset)
-            for tp in list(remaining):
-                if consumer.position(tp) >= ends[tp]:
-                    remaining.discard(tp)
-                    consumer.pause(tp)
-        consumer.resume(*ends)
+def _record(r: ConsumedRecord) -> Record:
+    return Record(r.topic, r.key, r.value, r.headers or [], r.partition, r.offset)
 
 
 def render(result: AuditResult, missing: Sequence[str], threshold: Decimal) -> str:
@@ -418,18 +345,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         if admin is None:
             return EXIT_INCOMPLETE
         admin.close()
-        with TopicReader(settings, [*outputs, topics.input], args.timeout) as reader:
+        names = [*outputs, topics.input]
+        with TopicReader(settings, "detector-audit", names, args.timeout) as reader:
             if topics.input in reader.missing:  # a typo in a name should not pass as all well
                 raise IncompleteReadError(f"the input topic {topics.input} does not exist")
             result = audit_records(
-                list(reader.records([topics.input])),
-                reader.records(outputs),  # streamed: only the inputs are kept in memory
+                [_record(r) for r in reader.records([topics.input])],
+                map(_record, reader.records(outputs)),  # streamed: only inputs are kept
                 topics,
                 threshold=settings.fraud_amount_threshold,
                 max_value_bytes=settings.max_transaction_bytes,
             )
             missing = reader.missing
-    except (BrokerUnavailableError, IncompleteReadError, KafkaError) as exc:
+    except (BrokerUnavailableError, IncompleteReadError, ClientError) as exc:
         print(f"audit: incomplete: {exc}", file=sys.stderr)
         return EXIT_INCOMPLETE
     if args.json:

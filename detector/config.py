@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import Field, PositiveInt, field_validator
 
 from fraudcore.config import CommonSettings
+from fraudcore.core import topics
 from fraudcore.core.codec import DEFAULT_MAX_VALUE_BYTES
 from fraudcore.core.rule import DEFAULT_THRESHOLD
 
@@ -18,9 +19,9 @@ ProcessingGuarantee = Literal["exactly_once", "at_least_once"]
 
 
 class DetectorSettings(CommonSettings):
-    legit_topic: str = Field("streaming.transactions.legit", min_length=1)
-    fraud_topic: str = Field("streaming.transactions.fraud", min_length=1)
-    dead_letter_topic: str = Field("streaming.transactions.invalid", min_length=1)
+    legit_topic: str = Field(topics.LEGIT_TOPIC, min_length=1)
+    fraud_topic: str = Field(topics.FRAUD_TOPIC, min_length=1)
+    dead_letter_topic: str = Field(topics.DEAD_LETTER_TOPIC, min_length=1)
     consumer_group: str = Field("detector", min_length=1)
     fraud_amount_threshold: Decimal = Field(DEFAULT_THRESHOLD, ge=0, allow_inf_nan=False)
     processing_guarantee: ProcessingGuarantee = "exactly_once"

@@ -11,6 +11,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import Field, PositiveFloat, PositiveInt, ValidationError, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from fraudcore.core import topics
 from fraudcore.security import KafkaSecuritySettings, is_secret
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
@@ -33,8 +34,8 @@ class CommonSettings(KafkaSecuritySettings):
     kafka_broker_url: str = Field(
         "localhost:9092", description="bootstrap servers, host:port[,...]"
     )
-    transactions_topic: str = Field("queueing.transactions", min_length=1)
-    transactions_topic_partitions: PositiveInt = 3
+    transactions_topic: str = Field(topics.TRANSACTIONS_TOPIC, min_length=1)
+    transactions_topic_partitions: PositiveInt = topics.PARTITIONS
     broker_wait_seconds: PositiveFloat = 60.0
     stats_interval_seconds: PositiveFloat = 5.0
     log_level: LogLevel = "INFO"
