@@ -23,12 +23,13 @@ import signal
 import sys
 from pathlib import Path
 
-from bench.broker import REPO_ROOT, LocalBroker
+from bench.broker import LocalBroker
 from bench.config import BenchConfig
 from bench.context import Context, log
 from bench.generator_bench import raw_producer
 from bench.kafka_ops import admin_client, committed, watch
 from bench.procs import Process, service_env, stop_all
+from devtools.broker import REPO_ROOT
 
 # Stage of the detector's loop -> a frame that marks it (the first match, in this order, wins).
 STAGES = [

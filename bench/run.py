@@ -15,11 +15,12 @@ from typing import Any
 
 from bench import detector_bench, generator_bench, latency, machine, report
 from bench.baselines import consumer_performance, producer_performance
-from bench.broker import REPO_ROOT, LocalBroker
+from bench.broker import LocalBroker
 from bench.config import BenchConfig
 from bench.context import Context, log
 from bench.kafka_ops import create_topics, encoded_transactions
 from bench.procs import stop_all
+from devtools.broker import REPO_ROOT
 
 SECTIONS = ("generator", "detector", "kafka_tools", "latency")
 DEFAULT_OUT = REPO_ROOT / "bench" / "results"

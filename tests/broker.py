@@ -1,25 +1,30 @@
-"""The broker a test session runs against: given by env, in Docker, or from the project's jars."""
+"""The broker a test session runs against: given by env, in Docker, or from the project's jars.
+
+The jar broker is devtools.broker.JarBroker, the one the bench starts too; free_port and
+BROKER_SCRIPT are its own, named here as well for the tests that import them from this module.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from tests.kafka_helpers import REPO_ROOT
+from devtools.broker import BROKER_SCRIPT, REPO_ROOT, JarBroker, free_port
 
-BROKER_SCRIPT = REPO_ROOT / "kafka" / "broker.sh"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+__all__ = [
+    "BROKER_SCRIPT",
+    "Broker",
+    "compose_kafka_image",
+    "docker_engine_available",
+    "free_port",
+    "start_broker",
+    "start_jar_broker",
+]
 
 
 def docker_engine_available() -> bool:
@@ -38,33 +43,27 @@ class Broker:
 
     bootstrap: str
     kind: str
-    data_dir: Path | None = None
-    port: int = 0
-    controller_port: int = 0
+    _jar: JarBroker | None = field(default=None, repr=False)
     _container: object = field(default=None, repr=False)
 
     @property
     def restartable(self) -> bool:
-        return self.kind == "jar"
+        return self._jar is not None
 
-    def _script(self, *args: str) -> None:
-        assert self.data_dir is not None
-        subprocess.run(
-            [str(BROKER_SCRIPT), *args, "--data-dir", str(self.data_dir)],
-            check=True,
-            timeout=180,
-            capture_output=True,
-        )
+    def _own_jar(self) -> JarBroker:
+        if self._jar is None:
+            raise RuntimeError(f"a {self.kind} broker cannot be stopped and started by the tests")
+        return self._jar
 
     def start(self) -> None:
-        self._script("up", "--port", str(self.port), "--controller-port", str(self.controller_port))
+        self._own_jar().start()
 
     def stop(self) -> None:
-        self._script("down")
+        self._own_jar().stop()
 
     def close(self) -> None:
-        if self.kind == "jar":
-            self._script("clean")
+        if self._jar is not None:
+            self._jar.close()  # down, then wipe its data dir
         elif self.kind == "docker":
             self._container.stop()  # type: ignore[attr-defined]
 
@@ -77,16 +76,9 @@ def compose_kafka_image() -> str:
 
 def start_jar_broker(data_dir: Path) -> Broker:
     """A broker from the project's jars on free ports, with its data in `data_dir`."""
-    port = free_port()
-    broker = Broker(
-        bootstrap=f"127.0.0.1:{port}",
-        kind="jar",
-        data_dir=data_dir,
-        port=port,
-        controller_port=free_port(),
-    )
-    broker.start()
-    return broker
+    jar = JarBroker(data_dir)
+    jar.start()
+    return Broker(bootstrap=jar.bootstrap, kind="jar", _jar=jar)
 
 
 def start_broker(tmp_root: Path) -> Broker:

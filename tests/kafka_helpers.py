@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -13,9 +12,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from devtools.broker import REPO_ROOT
+from devtools.procs import Process
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+__all__ = [
+    "REPO_ROOT",
+    "Service",
+    "Topics",
+    "consume",
+    "create_topic",
+    "produce",
+    "run_command",
+    "unique_name",
+    "wait_until",
+]
 
 
 def unique_name(prefix: str) -> str:
@@ -149,43 +160,19 @@ def wait_until(condition: Any, timeout: float, what: str, interval: float = 0.1)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-class Service:
-    """A generator or detector run as its own process, as a user would run it."""
+class Service(Process):
+    """A generator or detector run as its own process, as a user would run it: with the test
+    run's whole environment, stats every second and unbuffered output, then `env` on top."""
 
     def __init__(self, args: list[str], env: Mapping[str, str], log_path: Path) -> None:
-        self.log_path = log_path
-        self._log = log_path.open("wb")
         full_env = {**os.environ, "STATS_INTERVAL_SECONDS": "1", "PYTHONUNBUFFERED": "1", **env}
-        self.process = subprocess.Popen(
-            args, env=full_env, cwd=REPO_ROOT, stdout=self._log, stderr=subprocess.STDOUT
-        )
+        super().__init__(args, full_env, log_path)
 
     @classmethod
     def module(cls, name: str, env: Mapping[str, str], tmp_path: Path) -> Service:
         log_path = tmp_path / f"{name}-{uuid.uuid4().hex[:6]}.log"
         return cls([sys.executable, "-m", name], env, log_path)
 
-    def output(self) -> str:
-        if not self._log.closed:
-            self._log.flush()
-        return self.log_path.read_text(errors="replace")
-
-    def running(self) -> bool:
-        return self.process.poll() is None
-
-    def wait(self, timeout: float) -> int:
-        try:
-            return self.process.wait(timeout=timeout)
-        finally:
-            self._log.close()
-
     def stop(self, timeout: float = 15.0) -> int:
         """SIGTERM, as Docker and systemd stop a service; the exit code it gave."""
-        if self.running():
-            self.process.send_signal(signal.SIGTERM)
-        return self.wait(timeout)
-
-    def kill(self) -> None:
-        if self.running():
-            self.process.kill()
-        self.wait(10)
+        return super().stop(timeout)

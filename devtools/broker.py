@@ -1,0 +1,99 @@
+"""The local jar broker: kafka/broker.sh on free ports, with a data dir of its own.
+
+The one wrapper of `kafka/broker.sh up|down|clean` that the tests (tests/broker.py) and the bench
+(bench/broker.py) share; each adds only how it picks the data dir.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from pathlib import Path
+from types import TracebackType
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BROKER_SCRIPT = REPO_ROOT / "kafka" / "broker.sh"
+SCRIPT_TIMEOUT_SECONDS = 180.0  # `up` takes 5-8 s (21 s under load); `down` gives it 60 s to stop
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on at the moment (the kernel's pick on 127.0.0.1)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports (two calls of free_port() may return the same one)."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
+class BrokerScriptError(RuntimeError):
+    """kafka/broker.sh failed; the message holds its output."""
+
+
+class JarBroker:
+    """A single-node KRaft broker from the project's jars on free ports; its data in `data_dir`.
+
+    `start()` runs `up`, `stop()` runs `down` (the data stays, so `start()` brings the same
+    broker back: the outage tests), `close()` stops it and wipes its data. `with JarBroker(...)`
+    starts it and closes it after. `log`: a file that collects the script's output.
+    """
+
+    def __init__(self, data_dir: Path, log: Path | None = None) -> None:
+        self.data_dir = data_dir
+        self.port, self.controller_port = free_ports(2)
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self._log = log
+
+    def _script(self, *args: str) -> None:
+        done = subprocess.run(
+            [str(BROKER_SCRIPT), *args, "--data-dir", str(self.data_dir)],
+            capture_output=True,
+            text=True,
+            timeout=SCRIPT_TIMEOUT_SECONDS,
+            check=False,
+        )
+        if self._log is not None:
+            with self._log.open("a") as out:
+                out.write(done.stdout + done.stderr)
+        if done.returncode != 0:
+            raise BrokerScriptError(
+                f"kafka/broker.sh {args[0]} failed ({done.returncode}):\n{done.stdout}{done.stderr}"
+            )
+
+    def start(self) -> None:
+        self._script("up", "--port", str(self.port), "--controller-port", str(self.controller_port))
+
+    def stop(self) -> None:
+        self._script("down")
+
+    def close(self) -> None:
+        """Stop the broker and wipe its data dir."""
+        if not self.data_dir.exists():
+            return
+        try:
+            self._script("clean")
+        except BrokerScriptError:  # e.g. `up` failed before it marked the dir as its own
+            self._script("down")
+
+    def __enter__(self) -> JarBroker:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
