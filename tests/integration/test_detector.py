@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka.structs import TopicPartition
 
 from fraudcore.core.codec import encode, encode_key
 from fraudcore.core.model import TransactionFactory
@@ -144,4 +143,3 @@ def test_detector_creates_missing_topics_and_stays_up_on_empty_input(
     assert len(partitions) == 3
     assert detector.running(), detector.output()
     assert detector.stop() == 0
-    assert TopicPartition  # imported for the type of committed offsets

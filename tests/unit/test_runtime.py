@@ -7,6 +7,7 @@ import os
 import signal
 import threading
 import time
+import weakref
 
 from fraudcore.runtime import StopFlag, freeze_startup_heap
 
@@ -40,11 +41,35 @@ def test_sigterm_during_wait_stops_it() -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+class Node:
+    """An object that can sit in a reference cycle, and be watched through a weak reference."""
+
+    def __init__(self) -> None:
+        self.partner: Node | None = None
+
+
+def cycle() -> tuple[Node, weakref.ref[Node]]:
+    """Two objects that keep each other alive, so only the cycle collector can free them."""
+    first, second = Node(), Node()
+    first.partner, second.partner = second, first
+    return first, weakref.ref(second)
+
+
 def test_freeze_startup_heap_takes_existing_objects_out_of_collection() -> None:
     survivor = [object() for _ in range(100)]
+    startup, startup_alive = cycle()  # built before the freeze, as start-up's objects are
     try:
         freeze_startup_heap()
         assert gc.get_freeze_count() >= len(survivor)
-        assert gc.collect() >= 0  # the collector still works for what comes after
+        del startup  # unreachable now, but frozen: the collector no longer looks at it
+        gc.collect()
+        assert startup_alive() is not None
+        # The collector still works for what comes after: a cycle made after the freeze goes.
+        later, later_alive = cycle()
+        del later
+        gc.collect()
+        assert later_alive() is None
     finally:
         gc.unfreeze()  # leave the test process as it was
+    gc.collect()
+    assert startup_alive() is None  # unfrozen, the start-up cycle is collected as usual
