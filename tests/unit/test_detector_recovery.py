@@ -36,6 +36,7 @@ from fraudcore.errors import ClientError, TransactionStalledError
 from fraudcore.kafka_port import Consumer, Producer
 from fraudcore.kafka_workarounds import call_with_deadline
 from fraudcore.runtime import StopFlag
+from tests.clock import FakeClock
 from tests.samples import tutorial_record
 
 HANG = "hang"
@@ -174,14 +175,6 @@ class FakeConsumer:
         return None
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def producers() -> Iterator[list[FakeProducer]]:
     made: list[FakeProducer] = []
@@ -285,7 +278,7 @@ def test_a_stuck_commit_and_abort_get_the_producer_replaced(producers: list[Fake
 def test_fencing_of_a_young_transaction_is_fatal(producers: list[FakeProducer]) -> None:
     """Younger than TRANSACTION_TIMEOUT_MS the broker did not abort it: a twin took over."""
     producers.append(FakeProducer(commit_transaction=ProducerFencedError()))
-    made, consumer = detector(producers[0], [FakeProducer()], clock=Clock())
+    made, consumer = detector(producers[0], [FakeProducer()], clock=FakeClock())
     feed(consumer, made)
     with pytest.raises(FatalDetectorError, match="fenced"):
         made.commit()
@@ -295,7 +288,7 @@ def test_fencing_of_a_timed_out_transaction_replaces_the_producer(
     producers: list[FakeProducer],
 ) -> None:
     """Older than its timeout (a broker outage, say), the broker aborted it: start afresh."""
-    clock = Clock()
+    clock = FakeClock()
     producers += [FakeProducer(commit_transaction=ProducerFencedError()), FakeProducer()]
     made, consumer = detector(producers[0], [producers[1]], clock=clock)
     feed(consumer, made)
@@ -340,7 +333,7 @@ def test_a_producer_failing_again_and_again_is_given_up(producers: list[FakeProd
         FakeProducer(commit_transaction=InvalidProducerEpochError())
         for _ in range(MAX_PRODUCER_RESETS_IN_A_ROW + 1)
     ]
-    clock = Clock()
+    clock = FakeClock()
     made, consumer = detector(producers[0], producers[1:], clock=clock)
     for _ in range(MAX_PRODUCER_RESETS_IN_A_ROW):
         feed(consumer, made)
@@ -411,7 +404,9 @@ def test_an_epoch_bump_in_the_middle_of_a_transaction_is_fatal_when_young(
     """INVALID_PRODUCER_EPOCH for a batch of a young transaction: a twin fenced this producer
     (kafka-python then bumps the epoch and would report the commit as done)."""
     producers.append(FakeProducer(fail_sends=InvalidProducerEpochError()))
-    made, consumer = detector(producers[0], [FakeProducer()], clock=Clock(), transactional_id="t")
+    made, consumer = detector(
+        producers[0], [FakeProducer()], clock=FakeClock(), transactional_id="t"
+    )
     feed(consumer, made)
     with pytest.raises(FatalDetectorError, match="TRANSACTIONAL_ID='t'"):
         made.commit()
@@ -422,7 +417,7 @@ def test_an_epoch_bump_in_the_middle_of_a_transaction_is_fatal_when_young(
 def test_an_epoch_bump_of_a_timed_out_transaction_replaces_the_producer(
     producers: list[FakeProducer],
 ) -> None:
-    clock = Clock()
+    clock = FakeClock()
     producers += [FakeProducer(fail_sends=InvalidProducerEpochError()), FakeProducer()]
     made, consumer = detector(producers[0], [producers[1]], clock=clock)
     feed(consumer, made)
@@ -440,7 +435,9 @@ def test_a_fatal_error_in_the_middle_of_a_batch_stops_without_a_commit(
     """Fenced mid-batch, kafka-python refuses the next send with a plain KafkaError."""
     refused = KafkaError("Cannot perform send because at least one previous transactional or")
     producers.append(FakeProducer(error_state=ProducerFencedError(), send=refused))
-    made, consumer = detector(producers[0], [FakeProducer()], clock=Clock(), transactional_id="t")
+    made, consumer = detector(
+        producers[0], [FakeProducer()], clock=FakeClock(), transactional_id="t"
+    )
     with pytest.raises(FatalDetectorError, match="another detector uses the same TRANSACTIONAL_ID"):
         feed(consumer, made)
     assert producers[0].calls == ["begin_transaction", "send"]
@@ -465,7 +462,7 @@ def test_a_failed_commit_at_revocation_rewinds_before_anything_more_is_processed
 def test_fencing_at_revocation_stops_the_detector(producers: list[FakeProducer]) -> None:
     """kafka-python wraps what the listener raises: the detector's own error comes out."""
     producers.append(FakeProducer(commit_transaction=ProducerFencedError()))
-    made, consumer = detector(producers[0], [FakeProducer()], clock=Clock())
+    made, consumer = detector(producers[0], [FakeProducer()], clock=FakeClock())
     feed(consumer, made)
     consumer.batches.append(REBALANCE)
     with pytest.raises(FatalDetectorError, match="fenced"):

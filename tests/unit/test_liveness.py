@@ -3,25 +3,18 @@
 from __future__ import annotations
 
 from fraudcore.health import Liveness
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.clock import FakeClock
 
 
 def test_a_loop_that_has_not_started_is_never_stuck() -> None:
-    clock = Clock()
+    clock = FakeClock()
     liveness = Liveness(5, clock)
     clock.now += 1000  # e.g. the wait for the broker at start-up
     assert liveness.problem() is None
 
 
 def test_a_loop_whose_polls_stop_returning_is_stuck_after_the_bound() -> None:
-    clock = Clock()
+    clock = FakeClock()
     liveness = Liveness(5, clock)
     liveness.start()
     clock.now += 5
@@ -34,7 +27,7 @@ def test_a_loop_whose_polls_stop_returning_is_stuck_after_the_bound() -> None:
 
 
 def test_a_batch_never_committed_is_stuck_although_polls_return() -> None:
-    clock = Clock()
+    clock = FakeClock()
     liveness = Liveness(5, clock)
     liveness.start()
     liveness.batch_opened()

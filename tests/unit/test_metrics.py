@@ -33,14 +33,7 @@ from fraudcore.metrics import (
     serve_metrics,
 )
 from generator.config import GeneratorSettings
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+from tests.clock import FakeClock
 
 
 def value(metrics: Any, name: str, **labels: str) -> float | None:

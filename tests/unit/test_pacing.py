@@ -5,14 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fraudcore.core.pacing import Pacer
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.clock import FakeClock
 
 
 def test_first_record_is_due_at_once() -> None:
