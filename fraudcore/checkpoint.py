@@ -118,8 +118,9 @@ class Checkpoint:
         if first is None:
             return
         error = self._producer.error(first)
-        if isinstance(error, FencedError):
+        if self._transactional and isinstance(error, FencedError):
             raise error  # fencing, not a lost output: the error policy must see it as such
+        # (An idempotent producer's epoch error is no fencing: kafka-python bumps its epoch.)
         raise OutputNotWrittenError(
             f"{failed} output(s) of the batch were not written: {error}", first
         )

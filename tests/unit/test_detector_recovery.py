@@ -467,3 +467,15 @@ def test_fencing_at_revocation_stops_the_detector(producers: list[FakeProducer])
     consumer.batches.append(REBALANCE)
     with pytest.raises(FatalDetectorError, match="fenced"):
         made.poll_once()
+
+
+def test_at_least_once_an_epoch_error_of_an_output_only_rewinds(
+    producers: list[FakeProducer],
+) -> None:
+    """No transactional id, no fencing: kafka-python bumps an idempotent producer's epoch."""
+    producers.append(FakeProducer(fail_sends=InvalidProducerEpochError()))
+    made, consumer = detector(producers[0], [], guarantee="at_least_once", clock=FakeClock())
+    feed(consumer, made)
+    made.commit()
+    assert consumer.positions == REWOUND
+    assert made.producer.client is producers[0]
