@@ -349,3 +349,17 @@ def fail_if_broker_expects_tls(settings: CommonSettings, timeout: float) -> None
                 f"the broker at {host}:{port} expects TLS but KAFKA_SECURITY_PROTOCOL=PLAINTEXT: "
                 "set KAFKA_SECURITY_PROTOCOL=SASL_SSL (or SSL) and KAFKA_SSL_CA_FILE"
             )
+
+
+# --------------------------------------------------------------------------- the I/O thread's name
+
+
+def client_io_thread_name(client_id: str) -> str:
+    """The name of the thread that does a kafka-python client's network I/O.
+
+    kafka-python 3.0.12 runs each consumer's and admin client's connections on a daemon thread
+    it names "kafka-io-<client_id>" (kafka.net.selector.NetworkSelector.start), and that thread
+    logs every failed connection. Its name is how the health probe's own connection logs are
+    told from the service's (fraudcore/health.py QuietProbeLogs); the name is not API.
+    """
+    return f"kafka-io-{client_id}"

@@ -7,13 +7,17 @@ fail here, loudly, rather than the workaround doing nothing in production.
 
 from __future__ import annotations
 
+import logging
+import socket
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
 from kafka.errors import KafkaError, KafkaTimeoutError, ProducerFencedError
 
-from fraudcore.kafka_workarounds import discard_producer, underlying_error
-from kafka import KafkaProducer
+from fraudcore.kafka_workarounds import client_io_thread_name, discard_producer, underlying_error
+from kafka import KafkaConsumer, KafkaProducer
 
 
 @pytest.fixture
@@ -55,3 +59,37 @@ def test_a_producer_whose_close_fails_is_still_stopped(
     discard_producer(producer)
     producer._sender.join(5)
     assert not producer._sender.is_alive()
+
+
+def test_a_clients_network_thread_and_its_logs_carry_the_expected_name(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The health probe's kafka-python log lines are known by the thread they come from.
+
+    A consumer, not the probe's admin client: both run on kafka-python's one I/O layer
+    (kafka.net.selector), but an admin client that cannot bootstrap raises from its constructor
+    and leaves its thread running. The "broker" accepts connections and never answers: a
+    refused connection would leave kafka-python's socket unclosed (a ResourceWarning).
+    """
+    caplog.set_level(logging.DEBUG, logger="kafka")
+    client_id = "workaround-io-thread"
+    expected = client_io_thread_name(client_id)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        address = f"127.0.0.1:{silent.getsockname()[1]}"
+        consumer = KafkaConsumer(bootstrap_servers=address, client_id=client_id, api_version=(4, 0))
+        try:
+            names = sorted(thread.name for thread in threading.enumerate())
+            assert expected in names, (
+                f"kafka-python's I/O thread is no longer {expected!r}: {names}"
+            )
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not any(
+                r.threadName == expected and r.name.startswith("kafka") for r in caplog.records
+            ):
+                time.sleep(0.05)
+        finally:
+            consumer.close()
+    threads = {r.threadName for r in caplog.records if r.name.startswith("kafka")}
+    assert expected in threads, f"no kafka log line came from {expected!r}, only from {threads}"
