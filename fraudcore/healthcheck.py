@@ -1,6 +1,6 @@
 """The container healthcheck: `python -m fraudcore.healthcheck`.
 
-GET http://127.0.0.1:$METRICS_PORT/health (fraudcore/metrics.py) with a short timeout. Exit 0
+GET http://127.0.0.1:$METRICS_PORT/health (fraudcore/health.py) with a short timeout. Exit 0
 when it answers 200; exit 1 otherwise (a 503, no answer, no server, or no METRICS_PORT), with one
 line on stderr that says which. Standard library only, and nothing of the service is imported:
 it runs every few seconds next to the service, so it must start fast and touch nothing else.

@@ -1,19 +1,10 @@
-"""Prometheus metrics and the health endpoint, served by both services on METRICS_PORT.
+"""The services' Prometheus metrics: what each exports, and when it counts.
 
-One HTTP server per process answers
-  GET /metrics  the service's own registry in the Prometheus text format (OpenMetrics on request)
-  GET /health   200 {"status": "ok", ...} while the broker answers, 503 {"status": "unavailable"}
-                otherwise (and until the first answer at start-up)
+fraudcore/metrics_server.py serves them on METRICS_PORT (serve_metrics), beside /health
+(fraudcore/health.py).
 
 Each service builds its own CollectorRegistry, never prometheus-client's process-wide default,
 so that tests can build several in one process and nothing registered by a library leaks in.
-
-Health: a background thread asks the broker for its cluster metadata (one small request on one
-connection of its own) every HEALTH_PROBE_INTERVAL_SECONDS, with a short timeout. The endpoint
-only reads the last result, so it answers at once whatever state the broker is in. It reports
-unavailable when the last probe failed, or when no probe has succeeded for STALE_AFTER_SECONDS
-(the probe itself hangs). The probe's client is built with the same client options as the
-service's own clients, so it goes where they go, with their security settings.
 
 Counting (detector): a record is counted when its output is durable, not when it is routed.
 Records of the open batch wait in `pending_*`; on a committed Kafka transaction (exactly_once) or
@@ -23,9 +14,7 @@ histogram; on an abort they are dropped, because the batch is read and counted a
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import json
 import logging
 import threading
 import time
@@ -33,8 +22,6 @@ from bisect import bisect_left
 from collections import Counter as CountOf
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from kafka.errors import KafkaError
@@ -46,21 +33,19 @@ from prometheus_client import (
     ProcessCollector,
 )
 from prometheus_client.core import HistogramMetricFamily
-from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from fraudcore.config import CommonSettings
 from fraudcore.core.rule import Verdict
-from fraudcore.health import Liveness
-from fraudcore.kafka_port import client_options
-from kafka import KafkaAdminClient
+
+# Where they were before the server and health had modules of their own: still importable here.
+from fraudcore.health import BrokerHealth as BrokerHealth  # noqa: PLC0414
+from fraudcore.metrics_server import MetricsPortError as MetricsPortError  # noqa: PLC0414
+from fraudcore.metrics_server import MetricsServer as MetricsServer  # noqa: PLC0414
+from fraudcore.metrics_server import serve_metrics as serve_metrics  # noqa: PLC0414
 
 log = logging.getLogger(__name__)
 
-HEALTH_PROBE_INTERVAL_SECONDS = 5.0
-HEALTH_PROBE_TIMEOUT_MS = 3000
-STALE_AFTER_SECONDS = 30.0
 LAG_UPDATE_INTERVAL_SECONDS = 1.0
 ACHIEVED_RATE_WINDOW_SECONDS = 10.0
 MIN_SAMPLE_SPACING_SECONDS = 0.25
@@ -367,286 +352,3 @@ class GeneratorMetrics(ServiceMetrics):
     def _achieved_rate(self) -> float:
         self._meter.sample(self._acked)  # so that the rate falls to 0 when sends stop
         return self._meter.rate()
-
-
-# --------------------------------------------------------------------------- health
-
-
-@dataclass(frozen=True)
-class HealthStatus:
-    healthy: bool
-    body: dict[str, Any]
-
-
-class BrokerHealth:
-    """The broker's reachability as the last probe saw it; probes run on a daemon thread."""
-
-    def __init__(
-        self,
-        service: str,
-        probe: Callable[[], None],
-        *,
-        interval: float = HEALTH_PROBE_INTERVAL_SECONDS,
-        stale_after: float = STALE_AFTER_SECONDS,
-        gauge: Gauge | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        liveness: Liveness | None = None,
-    ) -> None:
-        self.service = service
-        self.liveness = liveness  # the loop's progress, when the service reports it
-        self._probe = probe
-        self._interval = interval
-        self._stale_after = stale_after
-        self._gauge = gauge
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._ok_at: float | None = None
-        self._checked_at: float | None = None
-        self._error: str | None = "no probe yet"
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def check_once(self) -> bool:
-        """Probe now and record the outcome. Never raises."""
-        error: str | None = None
-        try:
-            self._probe()
-        except Exception as exc:  # any failure means: not reachable
-            error = f"{type(exc).__name__}: {exc}"[:300]
-        ok = error is None
-        now = self._clock()
-        with self._lock:
-            was_ok = self._error is None
-            self._checked_at = now
-            self._error = error
-            if ok:
-                self._ok_at = now
-        if self._gauge is not None:
-            self._gauge.set(1 if ok else 0)
-        if ok and not was_ok:
-            log.info("health: Kafka broker reachable")
-        elif was_ok and not ok:
-            log.warning("health: Kafka broker unreachable: %s", error)
-        return ok
-
-    def status(self) -> HealthStatus:
-        """Healthy while the broker answers and the loop (if it reports) makes progress."""
-        now = self._clock()
-        with self._lock:
-            ok_at, checked_at, error = self._ok_at, self._checked_at, self._error
-        stale = ok_at is None or now - ok_at > self._stale_after
-        reachable = error is None and not stale
-        if error is None and stale:
-            error = f"no successful probe for {self._stale_after:g}s"
-        body: dict[str, Any] = {
-            "status": "ok" if reachable else "unavailable",
-            "service": self.service,
-            "broker": {
-                "reachable": reachable,
-                "checked_seconds_ago": _age(now, checked_at),
-                "last_ok_seconds_ago": _age(now, ok_at),
-                "error": error,
-            },
-        }
-        alive = True
-        if self.liveness is not None:
-            body["loop"] = self.liveness.report()
-            alive = body["loop"]["alive"]
-            if reachable and not alive:
-                body["status"] = "stuck"
-        return HealthStatus(reachable and alive, body)
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name=PROBE_THREAD, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            started = self._clock()
-            self.check_once()
-            self._stop.wait(max(0.0, self._interval - (self._clock() - started)))
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-
-def _age(now: float, then: float | None) -> float | None:
-    return None if then is None else round(now - then, 3)
-
-
-PROBE_THREAD = "health-probe"
-
-
-class QuietProbeLogs(logging.Filter):
-    """Drops kafka-python's own log lines from the probe's threads.
-
-    While the broker is down, the service's own clients already log every failed connection;
-    the probe would log each of them a second time. It reports its state once instead
-    ("health: Kafka broker unreachable: ..." and "... reachable").
-    """
-
-    def __init__(self, client_id: str) -> None:
-        super().__init__()
-        self._threads = (PROBE_THREAD, f"kafka-io-{client_id}")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.name.startswith("kafka") and record.threadName in self._threads)
-
-
-class KafkaProbe:
-    """Asks the broker for its cluster metadata through an admin client of its own.
-
-    The client is built on first use (and again after it could not be built), so a broker that
-    is down at start-up is simply reported unreachable until it answers.
-    """
-
-    def __init__(self, settings: CommonSettings, client_id: str) -> None:
-        self._options = {
-            **client_options(settings, client_id),
-            "request_timeout_ms": HEALTH_PROBE_TIMEOUT_MS,
-            "bootstrap_timeout_ms": HEALTH_PROBE_TIMEOUT_MS,
-        }
-        self._admin: KafkaAdminClient | None = None
-
-    def __call__(self) -> None:
-        if self._admin is None:
-            self._admin = KafkaAdminClient(**self._options)
-        self._admin.describe_cluster()
-
-    def close(self) -> None:
-        if self._admin is not None:
-            self._admin.close()
-            self._admin = None
-
-
-# --------------------------------------------------------------------------- the HTTP server
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _MetricsHTTPServer
-
-    def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0].rstrip("/") or "/"
-        if path == "/metrics":
-            encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
-            self._reply(200, content_type, encoder(self.server.registry))
-        elif path == "/health":
-            health = self.server.health
-            status = (
-                health.status()
-                if health is not None
-                else HealthStatus(True, {"status": "ok", "service": self.server.service})
-            )
-            body = json.dumps(status.body, separators=(",", ":")).encode() + b"\n"
-            self._reply(200 if status.healthy else 503, "application/json", body)
-        elif path == "/":
-            self._reply(200, "text/plain; charset=utf-8", b"/metrics /health\n")
-        else:
-            self._reply(404, "text/plain; charset=utf-8", b"not found\n")
-
-    def _reply(self, code: int, content_type: str, body: bytes) -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s %s", self.address_string(), format % args)
-
-
-class _MetricsHTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(
-        self,
-        address: tuple[str, int],
-        registry: CollectorRegistry,
-        health: BrokerHealth | None,
-        service: str,
-    ) -> None:
-        super().__init__(address, _Handler)
-        self.registry = registry
-        self.health = health
-        self.service = service
-
-
-class MetricsServer:
-    """/metrics and /health on one port, served from a daemon thread."""
-
-    def __init__(
-        self,
-        port: int,
-        registry: CollectorRegistry,
-        health: BrokerHealth | None = None,
-        service: str = "",
-        host: str = "",
-    ) -> None:
-        # host "" listens on every interface: Prometheus and Docker's healthcheck reach it.
-        self._server = _MetricsHTTPServer((host, port), registry, health, service)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="metrics-http", daemon=True
-        )
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    def start(self) -> MetricsServer:
-        self._thread.start()
-        return self
-
-    def close(self) -> None:
-        if self._thread.is_alive():
-            self._server.shutdown()  # waits for serve_forever, so only once it runs
-        self._server.server_close()
-
-
-class MetricsPortError(RuntimeError):
-    """METRICS_PORT cannot be listened on (usually: another process uses it)."""
-
-
-class Telemetry:
-    """A service's running metrics server and health probe."""
-
-    def __init__(self, server: MetricsServer, health: BrokerHealth, probe: KafkaProbe) -> None:
-        self.server = server
-        self.health = health
-        self._probe = probe
-
-    def close(self) -> None:
-        self.server.close()
-        self.health.stop(timeout=1.0)  # a probe still waiting on the broker is a daemon thread
-        self._probe.close()
-
-
-def serve_metrics(
-    settings: CommonSettings, metrics: ServiceMetrics, liveness: Liveness | None = None
-) -> Telemetry | None:
-    """Start /metrics and /health on METRICS_PORT; None when METRICS_PORT is unset.
-
-    Closed at interpreter exit (atexit), so a service's main() needs no cleanup of its own;
-    the threads are daemons, so they never hold the process up either.
-    """
-    if settings.metrics_port is None:
-        return None
-    client_id = f"{metrics.service}-health"
-    probe = KafkaProbe(settings, client_id)
-    health = BrokerHealth(metrics.service, probe, gauge=metrics.broker_reachable, liveness=liveness)
-    try:
-        server = MetricsServer(settings.metrics_port, metrics.registry, health, metrics.service)
-    except OSError as exc:
-        raise MetricsPortError(
-            f"cannot serve metrics on METRICS_PORT={settings.metrics_port}: {exc.strerror or exc}"
-        ) from None
-    quiet = QuietProbeLogs(client_id)
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(quiet)
-    server.start()
-    health.start()
-    log.info("metrics on :%d/metrics, health on :%d/health", server.port, server.port)
-    telemetry = Telemetry(server, health, probe)
-    atexit.register(telemetry.close)
-    return telemetry

@@ -1,9 +1,9 @@
-"""fraudcore/metrics.py without a broker: counting on commit, lag, rates, health, the server."""
+"""fraudcore/metrics.py and metrics_server.py without a broker: counting on commit, lag, rates,
+the server."""
 
 from __future__ import annotations
 
 import json
-import logging
 import random
 import urllib.error
 import urllib.request
@@ -18,20 +18,16 @@ from prometheus_client.parser import text_string_to_metric_families
 from detector.config import DetectorSettings
 from fraudcore.config import SettingsError, load_settings
 from fraudcore.core.rule import Verdict
-from fraudcore.health import Liveness
+from fraudcore.health import BrokerHealth
 from fraudcore.metrics import (
     LATENCY_BUCKETS,
     AgeHistogram,
-    BrokerHealth,
     DetectorMetrics,
     GeneratorMetrics,
-    MetricsPortError,
-    MetricsServer,
-    QuietProbeLogs,
     RateMeter,
     reason_code,
-    serve_metrics,
 )
+from fraudcore.metrics_server import MetricsPortError, MetricsServer, serve_metrics
 from generator.config import GeneratorSettings
 from tests.clock import FakeClock
 
@@ -209,7 +205,7 @@ def test_generator_counts_acknowledged_and_failed_and_reports_rates() -> None:
     assert value(metrics, "fraud_generator_achieved_rate") == pytest.approx(250, rel=0.02)
 
 
-# --------------------------------------------------------------------------- health
+# --------------------------------------------------------------------------- HTTP server
 
 
 class FlakyProbe:
@@ -221,93 +217,6 @@ class FlakyProbe:
         self.calls += 1
         if not self.up:
             raise ConnectionError("connection refused")
-
-
-def test_health_is_unavailable_until_the_first_probe_and_flips_both_ways() -> None:
-    clock = FakeClock()
-    probe = FlakyProbe()
-    metrics = DetectorMetrics()
-    health = BrokerHealth(
-        "detector", probe, stale_after=30, clock=clock, gauge=metrics.broker_reachable
-    )
-    status = health.status()
-    assert not status.healthy
-    assert status.body["status"] == "unavailable"
-
-    assert health.check_once()
-    status = health.status()
-    assert status.healthy
-    assert status.body == {
-        "status": "ok",
-        "service": "detector",
-        "broker": {
-            "reachable": True,
-            "checked_seconds_ago": 0.0,
-            "last_ok_seconds_ago": 0.0,
-            "error": None,
-        },
-    }
-    assert value(metrics, "fraud_detector_broker_reachable") == 1
-
-    probe.up = False
-    clock.now += 5
-    assert not health.check_once()
-    status = health.status()
-    assert not status.healthy
-    assert "ConnectionError: connection refused" in status.body["broker"]["error"]
-    assert status.body["broker"]["last_ok_seconds_ago"] == 5.0
-    assert value(metrics, "fraud_detector_broker_reachable") == 0
-
-    probe.up = True
-    assert health.check_once()
-    assert health.status().healthy
-
-
-def test_health_goes_stale_when_probes_stop_succeeding_in_time() -> None:
-    clock = FakeClock()
-    health = BrokerHealth("generator", FlakyProbe(), stale_after=30, clock=clock)
-    health.check_once()
-    clock.now += 31  # the probe thread is stuck: no result for longer than stale_after
-    status = health.status()
-    assert not status.healthy
-    assert "no successful probe" in status.body["broker"]["error"]
-
-
-def test_health_fails_on_a_stuck_loop_while_the_broker_answers() -> None:
-    clock = FakeClock()
-    liveness = Liveness(60, clock)
-    health = BrokerHealth("detector", FlakyProbe(), stale_after=30, clock=clock, liveness=liveness)
-    liveness.start()
-    health.check_once()
-    assert health.status().healthy
-    assert health.status().body["loop"]["alive"] is True
-    clock.now += 61
-    health.check_once()  # the probe thread still runs: the broker answers
-    status = health.status()
-    assert not status.healthy
-    assert status.body["status"] == "stuck"
-    assert status.body["broker"]["reachable"] is True
-    assert status.body["loop"]["error"] == "no poll returned for 61.0s (bound 60s)"
-    liveness.beat()
-    assert health.status().healthy
-
-
-def test_health_thread_probes_in_the_background() -> None:
-    probe = FlakyProbe()
-    health = BrokerHealth("detector", probe, interval=0.01)
-    health.start()
-    try:
-        for _ in range(200):
-            if probe.calls >= 3 and health.status().healthy:
-                break
-            health._stop.wait(0.01)
-    finally:
-        health.stop()
-    assert probe.calls >= 3
-    assert health.status().healthy
-
-
-# --------------------------------------------------------------------------- HTTP server
 
 
 @pytest.fixture
@@ -367,6 +276,29 @@ def test_server_health_answers_200_then_503(
     assert get(url + "/nope")[0] == 404
 
 
+def test_server_routes_as_before(
+    served: tuple[str, DetectorMetrics, FlakyProbe, BrokerHealth],
+) -> None:
+    """/ lists the paths; a trailing slash or a query string still finds them; OpenMetrics on
+    request; a method other than GET is not implemented."""
+    url, _, _, _ = served
+    assert get(url + "/") == (200, "text/plain; charset=utf-8", "/metrics /health\n")
+    status, _, body = get(url + "/metrics/?from=test")
+    assert status == 200
+    assert "fraud_detector_transactions_total" in body
+    assert get(url + "/health/")[0] == 503  # no probe yet
+    accept = {"Accept": "application/openmetrics-text; version=1.0.0"}
+    request = urllib.request.Request(url + "/metrics", headers=accept)  # noqa: S310
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - our own server
+        assert response.headers["Content-Type"].startswith("application/openmetrics-text")
+        assert response.read().endswith(b"# EOF\n")
+    post = urllib.request.Request(url + "/metrics", data=b"", method="POST")  # noqa: S310
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(post, timeout=10)  # noqa: S310 - our own server
+    assert refused.value.code == 501
+    refused.value.close()
+
+
 def test_metrics_port_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("METRICS_PORT", raising=False)
     assert load_settings(DetectorSettings).metrics_port is None
@@ -394,22 +326,6 @@ def test_a_busy_metrics_port_is_one_clear_error(monkeypatch: pytest.MonkeyPatch)
             serve_metrics(load_settings(DetectorSettings), metrics)
     finally:
         busy.close()
-
-
-def test_the_probes_own_kafka_logs_are_dropped_and_nothing_else() -> None:
-    quiet = QuietProbeLogs("detector-health")
-
-    def rec(logger: str, thread: str) -> logging.LogRecord:
-        record = logging.LogRecord(
-            logger, logging.ERROR, __file__, 1, "Connection failed", (), None
-        )
-        record.threadName = thread
-        return record
-
-    assert not quiet.filter(rec("kafka.net.manager", "kafka-io-detector-health"))
-    assert not quiet.filter(rec("kafka.admin.client", "health-probe"))
-    assert quiet.filter(rec("kafka.net.manager", "kafka-io-detector"))  # the detector's own
-    assert quiet.filter(rec("fraudcore.metrics", "health-probe"))  # the probe's own report
 
 
 def test_age_histogram_matches_prometheus_clients_own_histogram() -> None:
