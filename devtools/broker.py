@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import socket
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BROKER_SCRIPT = REPO_ROOT / "kafka" / "broker.sh"
 SCRIPT_TIMEOUT_SECONDS = 180.0  # `up` takes 5-8 s (21 s under load); `down` gives it 60 s to stop
+SECURE_UP_TIMEOUT_SECONDS = 300.0  # `up --secure` makes a CA, certificates, users and ACLs first
 
 
 def free_port() -> int:
@@ -43,32 +45,54 @@ class JarBroker:
     `start()` runs `up`, `stop()` runs `down` (the data stays, so `start()` brings the same
     broker back: the outage tests), `close()` stops it and wipes its data. `with JarBroker(...)`
     starts it and closes it after. `log`: a file that collects the script's output.
+    `secrets_dir`: `up --secure` (TLS, SCRAM users, ACLs) with its CA and passwords there; `env`
+    is then the script's environment, which names the topics it creates ACLs for.
     """
 
-    def __init__(self, data_dir: Path, log: Path | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        log: Path | None = None,
+        *,
+        secrets_dir: Path | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.data_dir = data_dir
+        self.secrets_dir = secrets_dir
         self.port, self.controller_port = free_ports(2)
         self.bootstrap = f"127.0.0.1:{self.port}"
         self._log = log
+        self._env = None if env is None else dict(env)
 
-    def _script(self, *args: str) -> None:
+    def _script(self, *args: str, timeout: float = SCRIPT_TIMEOUT_SECONDS) -> str:
+        """Run kafka/broker.sh `args` on this broker's data dir; its output (stdout, stderr)."""
         done = subprocess.run(
             [str(BROKER_SCRIPT), *args, "--data-dir", str(self.data_dir)],
+            env=self._env,
+            cwd=REPO_ROOT,
+            stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
-            timeout=SCRIPT_TIMEOUT_SECONDS,
+            timeout=timeout,
             check=False,
         )
+        output = done.stdout + done.stderr
         if self._log is not None:
             with self._log.open("a") as out:
-                out.write(done.stdout + done.stderr)
+                out.write(output)
         if done.returncode != 0:
             raise BrokerScriptError(
-                f"kafka/broker.sh {args[0]} failed ({done.returncode}):\n{done.stdout}{done.stderr}"
+                f"kafka/broker.sh {args[0]} failed ({done.returncode}):\n{output}"
             )
+        return output
 
-    def start(self) -> None:
-        self._script("up", "--port", str(self.port), "--controller-port", str(self.controller_port))
+    def start(self) -> str:
+        """`up`, and what it printed. Raises BrokerScriptError, or TimeoutExpired if it hangs."""
+        ports = ("--port", str(self.port), "--controller-port", str(self.controller_port))
+        if self.secrets_dir is None:
+            return self._script("up", *ports)
+        secure = ("--secure", "--secrets-dir", str(self.secrets_dir))
+        return self._script("up", *secure, *ports, timeout=SECURE_UP_TIMEOUT_SECONDS)
 
     def stop(self) -> None:
         self._script("down")

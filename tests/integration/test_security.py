@@ -9,6 +9,7 @@ and their ACLs as the admin, exactly as `make kafka-up SECURE=1` does.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -26,9 +27,9 @@ import pytest
 from kafka.errors import TopicAuthorizationFailedError
 from kafka.structs import TopicPartition
 
+from devtools.broker import BrokerScriptError, JarBroker
 from fraudcore.core.model import TransactionFactory
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
-from tests.broker import BROKER_SCRIPT, free_port
 from tests.kafka_helpers import Service, Topics, consume, run_command
 
 pytestmark = pytest.mark.integration
@@ -85,26 +86,12 @@ class SecureBroker:
         }
 
 
-def _clean(data_dir: Path) -> None:
-    subprocess.run(
-        [str(BROKER_SCRIPT), "clean", "--data-dir", str(data_dir)],
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
-
-
 @pytest.fixture(scope="session")
 def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBroker]:
     for tool in ("java", "openssl"):
         if shutil.which(tool) is None:
             pytest.skip(f"the secure jar broker needs {tool} on PATH")
     root = tmp_path_factory.mktemp("secure-broker")
-    data_dir, secrets = root / "data", root / "secrets"
-    port = free_port()
-    controller_port = free_port()
-    while controller_port == port:
-        controller_port = free_port()
     topics = Topics.fresh()
     env = {
         **os.environ,
@@ -114,38 +101,27 @@ def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBr
         "DEAD_LETTER_TOPIC": topics.invalid,
         "CONSUMER_GROUP": topics.group,
     }
-    command = [
-        str(BROKER_SCRIPT),
-        "up",
-        "--secure",
-        "--port",
-        str(port),
-        "--controller-port",
-        str(controller_port),
-        "--data-dir",
-        str(data_dir),
-        "--secrets-dir",
-        str(secrets),
-    ]
+    jar = JarBroker(root / "data", secrets_dir=root / "secrets", env=env)
     try:
-        done = run_command(command, env, timeout=300)
-    except subprocess.TimeoutExpired:
-        _clean(data_dir)
-        pytest.fail("kafka/broker.sh up --secure did not finish within 300s")
-    if done.returncode != 0:
-        _clean(data_dir)
-        pytest.fail(f"kafka/broker.sh up --secure failed:\n{done.stdout}\n{done.stderr}")
+        startup_output = jar.start()
+    except (subprocess.TimeoutExpired, BrokerScriptError) as exc:
+        with contextlib.suppress(BrokerScriptError):
+            jar.close()
+        if isinstance(exc, subprocess.TimeoutExpired):
+            pytest.fail(f"kafka/broker.sh up --secure did not finish within {exc.timeout:g}s")
+        pytest.fail(str(exc))
     try:
         yield SecureBroker(
-            bootstrap=f"127.0.0.1:{port}",
-            controller_port=controller_port,
-            data_dir=data_dir,
-            secrets=secrets,
+            bootstrap=jar.bootstrap,
+            controller_port=jar.controller_port,
+            data_dir=jar.data_dir,
+            secrets=root / "secrets",
             topics=topics,
-            startup_output=done.stdout + done.stderr,
+            startup_output=startup_output,
         )
     finally:
-        _clean(data_dir)
+        with contextlib.suppress(BrokerScriptError):
+            jar.close()
 
 
 # Records a test writes into the output topics as admin (to show another user cannot read them);
