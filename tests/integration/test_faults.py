@@ -343,17 +343,46 @@ def test_broker_outage_while_generating_and_detecting(
     broker: Broker, bootstrap: str, topics: Topics, tmp_path: Path
 ) -> None:
     """(c) The broker stops for a few seconds mid-stream and comes back: the generator buffers
-    and delivers each transaction once, the detector recovers by itself, exactly once."""
+    and delivers each transaction once, and the detector recovers by itself from the transaction
+    the broker aborted on timeout, exactly once.
+
+    That transaction is made certain: the detector is frozen (SIGSTOP) while a transaction of
+    its holds outputs, and stays frozen through the outage until the test has seen the broker,
+    back, abort that transaction on timeout; nothing else could have ended it. Resumed, the
+    detector must notice and replace its producer. (A detector running through an outage is
+    test_health.py's test_health_flips_when_the_broker_goes_away_and_comes_back.)
+    """
     if not broker.restartable:
         pytest.skip(f"a {broker.kind} broker cannot be stopped and started again by the test")
     count = 15_000
     env = {**topics.env(bootstrap), "TRANSACTIONS_COUNT": str(count), "RANDOM_SEED": "23"}
     env["TRANSACTIONS_PER_SECOND"] = "1000"
-    # Long transactions, shorter than the outage: the broker goes away with one open and, once
-    # back, aborts it on timeout; the detector has to notice and start afresh by itself.
+    # Transactions time out well within the outage, so the broker aborts the open one once back.
+    # One record per poll: every poll that returns one is full, so the detector does not commit
+    # as soon as it has caught up but keeps each transaction open for COMMIT_INTERVAL_MS.
     env |= {"COMMIT_INTERVAL_MS": "1000", "TRANSACTION_TIMEOUT_MS": "5000"}
+    env["MAX_POLL_RECORDS"] = "1"
+    outputs = [topics.legit, topics.fraud, topics.invalid]
+
+    def open_output_records() -> int:
+        """Output records of open transactions: those past the last stable offset, which is
+        where a read_committed reader's end is, while a read_uncommitted reader's is the end.
+        Exact while the detector is frozen; otherwise it may count records of a commit too."""
+        ends = []
+        for isolation in ("read_committed", "read_uncommitted"):
+            consumer = KafkaConsumer(bootstrap_servers=bootstrap, isolation_level=isolation)
+            try:
+                tps = [
+                    TopicPartition(t, p) for t in outputs for p in consumer.partitions_for_topic(t)
+                ]
+                ends.append(consumer.end_offsets(tps))
+            finally:
+                consumer.close()
+        return sum(end - ends[0][tp] for tp, end in ends[1].items())
+
     services: list[Service] = []
     broker_down = False
+    frozen = False
     try:
         generator = Service.module("generator", env, tmp_path)
         services.append(generator)
@@ -369,6 +398,23 @@ def test_broker_outage_while_generating_and_detecting(
             wait_until(detecting, 60, "the detector to commit 2000 records", interval=0.1)
         finally:
             before.close()
+
+        def frozen_in_a_transaction() -> bool:
+            """Freeze the detector; keep it frozen if a transaction of its holds outputs. A
+            commit already sent completes in the broker within the second waited here. If none
+            is open, it runs again for the wait's interval before the next try."""
+            nonlocal frozen
+            detector.pause()
+            frozen = True
+            time.sleep(1.0)
+            if open_output_records() > 0:
+                return True
+            detector.resume()
+            frozen = False
+            return False
+
+        wait_until(frozen_in_a_transaction, 60, "the detector frozen in a transaction", 0.5)
+        held = open_output_records()
         broker_down = True
         stopped_at = time.monotonic()
         broker.stop()
@@ -376,6 +422,18 @@ def test_broker_outage_while_generating_and_detecting(
         broker.start()
         broker_down = False
         print(f"broker outage: {time.monotonic() - stopped_at:.1f}s (stop, 6 s, start)")
+
+        def aborted_by_the_broker() -> bool:
+            try:
+                return open_output_records() == 0
+            except KafkaError:  # the broker is still loading its state
+                return False
+
+        wait_until(aborted_by_the_broker, 90, "the broker to abort the transaction", interval=0.5)
+        print(f"the broker aborted the frozen detector's transaction ({held} outputs)")
+        before_resume = len(detector.output())  # a frozen process writes nothing
+        detector.resume()
+        frozen = False
 
         assert generator.wait(timeout=150) == 0, generator.output()
         after_restart = KafkaAdminClient(bootstrap_servers=bootstrap)
@@ -397,9 +455,16 @@ def test_broker_outage_while_generating_and_detecting(
         )
         assert detector.running(), detector.output()
         assert detector.stop() == 0, detector.output()
-        recoveries = detector.output().count("transactional producer was replaced")
-        print(f"detector producer replacements: {recoveries}")
+        # Resumed, it noticed its transaction was gone and started afresh with a new producer.
+        resumed = detector.output()[before_resume:]
+        recoveries = resumed.count("transactional producer was replaced")
+        print(f"detector producer replacements after it resumed: {recoveries}")
+        assert recoveries >= 1, resumed[-5000:]
+        # The aborted outputs are still in the log, marked aborted: only read_uncommitted sees them.
+        assert uncommitted_output_count(bootstrap, topics) >= count + held
     finally:
+        if frozen:
+            detector.resume()
         if broker_down:
             broker.start()  # the broker is shared by the whole session
         for service in services:
