@@ -8,14 +8,7 @@ from typing import Any
 
 from fraudcore.health import BrokerHealth, Liveness, QuietProbeLogs
 from fraudcore.metrics import DetectorMetrics
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+from tests.clock import FakeClock
 
 
 def value(metrics: Any, name: str, **labels: str) -> float | None:
