@@ -31,7 +31,7 @@ DEFAULT_SECRETS_DIR="$REPO_ROOT/.kafka-secrets"
 SCRAM_USERS=(admin generator detector broker)   # broker: the broker's own inter-broker login
 SCRAM_MECHANISMS=(SCRAM-SHA-512 SCRAM-SHA-256)
 CERT_SAN="DNS:localhost,DNS:broker,IP:127.0.0.1,IP:0:0:0:0:0:0:0:1"  # broker: the compose host name
-# Must equal DEAD_LETTER_MAX_MESSAGE_BYTES in detector/app.py (tests/compose checks it).
+# Must equal DEAD_LETTER_MAX_MESSAGE_BYTES in fraudcore/core/topics.py (tests/compose checks it).
 DEAD_LETTER_MAX_MESSAGE_BYTES=2097152
 
 START_TIMEOUT="${KAFKA_START_TIMEOUT:-60}"

@@ -10,15 +10,14 @@ service is one its code reads.
 from __future__ import annotations
 
 import ast
-import operator
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 import yaml
 
+from fraudcore.core.topics import DEAD_LETTER_MAX_MESSAGE_BYTES
 from tests.compose.compose_files import (
     REPO,
     as_str,
@@ -338,31 +337,6 @@ def test_broker_healthcheck_is_real(resolved: dict[str, dict[str, Any]]) -> None
 # --------------------------------------------------------------------------- kafka-init
 
 
-def _detector_dead_letter_max_bytes() -> int:
-    tree = ast.parse((REPO / "detector" / "app.py").read_text())
-    ops: dict[type, Callable[[int, int], int]] = {
-        ast.Mult: operator.mul,
-        ast.Add: operator.add,
-        ast.Pow: operator.pow,
-        ast.LShift: operator.lshift,
-    }
-
-    def evaluate(node: ast.expr) -> int:
-        if isinstance(node, ast.Constant) and isinstance(node.value, int):
-            return node.value
-        if isinstance(node, ast.BinOp) and type(node.op) in ops:
-            return ops[type(node.op)](evaluate(node.left), evaluate(node.right))
-        raise AssertionError(f"cannot evaluate {ast.unparse(node)}")
-
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and any(
-            isinstance(t, ast.Name) and t.id == "DEAD_LETTER_MAX_MESSAGE_BYTES"
-            for t in node.targets
-        ):
-            return evaluate(node.value)
-    raise AssertionError("detector/app.py no longer defines DEAD_LETTER_MAX_MESSAGE_BYTES")
-
-
 def test_kafka_init_creates_the_topics_once_broker_is_healthy(
     resolved: dict[str, dict[str, Any]],
 ) -> None:
@@ -386,7 +360,7 @@ def test_kafka_init_creates_the_topics_once_broker_is_healthy(
 def test_kafka_init_dead_letter_topic_matches_detector(resolved: dict[str, dict[str, Any]]) -> None:
     init = resolved[KAFKA_FILE]["services"]["kafka-init"]
     env = environment_of(init)
-    assert int(env["DEAD_LETTER_MAX_MESSAGE_BYTES"]) == _detector_dead_letter_max_bytes()
+    assert int(env["DEAD_LETTER_MAX_MESSAGE_BYTES"]) == DEAD_LETTER_MAX_MESSAGE_BYTES
     assert "max.message.bytes=$DEAD_LETTER_MAX_MESSAGE_BYTES" in "\n".join(init["command"])
 
 
