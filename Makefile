@@ -84,7 +84,7 @@ test: install jars lint typecheck ## everything: lint, types, unit, integration,
 # The Docker tier: scripts/docker-tier.sh prepares (once, cached) the engine, the pinned Compose
 # CLI and, where no registry is reachable, a stand-in of the base image; it prints a file of
 # exports (DOCKER_HOST, DOCKER_CONFIG, ...) for the tests. README "The Docker tier".
-test-docker: install jars ## the Docker tier for real: images built, containers run (~10 min cold)
+test-docker: install jars ## the Docker tier for real: images built, containers run (~8 min cold)
 	@env_file=$$(scripts/docker-tier.sh setup) && source "$$env_file" && \
 		$(PY) -m pytest -m docker $(PYTEST_ARGS)
 
