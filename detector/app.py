@@ -231,6 +231,8 @@ class Detector:
         """
         try:
             young = checkpoint is None or checkpoint.age() < self._transaction_timeout
+            if checkpoint is not None:
+                exc = checkpoint.cause(exc)
             action = decide(exc, young=young)
             if action is Action.STOP:
                 raise FatalDetectorError(self._describe_stop(exc))
@@ -356,11 +358,18 @@ def main() -> int:
             new_producer=lambda: make_producer(settings),
             liveness=liveness,
         )
+        code = 1
         try:
-            return detector.run()
+            code = detector.run()
         finally:
-            detector.producer.close(10)  # the producer may have been replaced
+            # The producer may have been replaced. After a fatal stop nothing it holds may go
+            # out: its transaction is aborted, so it is stopped at once.
+            if code == 0:
+                detector.producer.close(10)
+            else:
+                detector.producer.discard()
             consumer.close()
+        return code
     except (KafkaSecurityError, NotAllowedError) as exc:  # a missing ACL: no retry
         log.error("%s", kafka_admin.describe_refusal(exc, settings))
         return 1

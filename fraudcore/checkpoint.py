@@ -112,6 +112,19 @@ class Checkpoint:
         finally:
             self._end()
 
+    def cause(self, exc: ClientError) -> ClientError:
+        """The error to act on when `exc` ended the batch: a fencing that failed one of its
+        outputs first, if any. After INVALID_PRODUCER_EPOCH for a batch, kafka-python 3.0.12
+        leaves the transaction on its own (it bumps the epoch), so the next send fails with a
+        plain IllegalStateError ("Cannot call send in state READY") that hides the fencing."""
+        with self._lock:
+            first = self._first_failure
+        if self._transactional and first is not None:
+            error = self._producer.error(first)
+            if isinstance(error, FencedError):
+                return error
+        return exc
+
     def _raise_if_a_send_failed(self) -> None:
         with self._lock:
             failed, first = self._failed, self._first_failure

@@ -330,7 +330,12 @@ class Producer:
             raise self.error(exc) from exc
 
     def close(self, seconds: float) -> None:
-        self._producer.close(timeout=seconds)
+        """Send what is pending (up to `seconds`), then stop; what is still pending then is
+        dropped, as discard() does: a stopping service has nothing more to wait for."""
+        try:
+            self._producer.close(timeout=seconds)
+        except KafkaError:
+            self.discard()
 
     def discard(self) -> None:
         """Stop at once, whatever it still holds (a replacement takes its transactional id)."""

@@ -507,6 +507,10 @@ class Restarter:
     def exits_on_fencing(self) -> int:
         return sum("stopping: fenced" in service.output() for service in self.exited)
 
+    def tracebacks(self) -> list[str]:
+        """The output of each detector that did not stop with its one line, but a traceback."""
+        return [s.output()[-3000:] for s in self.exited if "Traceback" in s.output()]
+
 
 def test_detectors_sharing_one_transactional_id_lose_nothing(
     bootstrap: str, topics: Topics, tmp_path: Path, admin: KafkaAdminClient
@@ -554,5 +558,6 @@ def test_detectors_sharing_one_transactional_id_lose_nothing(
         for service in services:
             service.kill()
     assert fenced > 0, "the detectors never fenced each other: the test proves nothing"
+    assert restarter.tracebacks() == [], "a fenced detector stops with one line"
     assert_exactly_once(report, count)
     assert status == 0

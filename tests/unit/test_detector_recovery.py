@@ -479,3 +479,24 @@ def test_at_least_once_an_epoch_error_of_an_output_only_rewinds(
     made.commit()
     assert consumer.positions == REWOUND
     assert made.producer.client is producers[0]
+
+
+def test_a_send_refused_after_kafka_python_left_a_fenced_transaction_stops(
+    producers: list[FakeProducer],
+) -> None:
+    """A batch of the open transaction failed with INVALID_PRODUCER_EPOCH (its errback ran on
+    the I/O thread); kafka-python bumped the epoch and left the transaction, so the next send
+    is refused with a plain IllegalStateError. That is the fencing, and it stops the detector."""
+    producers.append(FakeProducer())
+    made, consumer = detector(
+        producers[0], [FakeProducer()], clock=FakeClock(), transactional_id="t"
+    )
+    feed(consumer, made)  # a full poll: the transaction stays open
+    for future in producers[0].unfinished:
+        for errback in future.errbacks:
+            errback(InvalidProducerEpochError())
+    producers[0].fail["send"] = IllegalStateError("Cannot call send in state READY")
+    with pytest.raises(FatalDetectorError, match="another detector uses the same TRANSACTIONAL_ID"):
+        feed(consumer, made)
+    assert "commit_transaction" not in producers[0].calls
+    assert "abort_transaction" not in producers[0].calls
