@@ -20,7 +20,6 @@ import threading
 import time
 from bisect import bisect_left
 from collections import Counter as CountOf
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -47,8 +46,6 @@ from fraudcore.metrics_server import serve_metrics as serve_metrics  # noqa: PLC
 log = logging.getLogger(__name__)
 
 LAG_UPDATE_INTERVAL_SECONDS = 1.0
-ACHIEVED_RATE_WINDOW_SECONDS = 10.0
-MIN_SAMPLE_SPACING_SECONDS = 0.25
 
 # From an input record's timestamp to the commit of its output: 5 ms .. 10 min.
 LATENCY_BUCKETS = (
@@ -271,44 +268,13 @@ def reason_code(reason: str) -> str:
     return reason.partition(":")[0].strip() or "unknown"
 
 
-class RateMeter:
-    """Events per second over a sliding window, from (time, running total) samples."""
-
-    def __init__(self, window: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self._window = window
-        self._clock = clock
-        self._samples: deque[tuple[float, float]] = deque()
-        self._lock = threading.Lock()
-
-    def sample(self, total: float) -> None:
-        now = self._clock()
-        with self._lock:
-            samples = self._samples
-            if len(samples) >= 2 and now - samples[-2][0] < MIN_SAMPLE_SPACING_SECONDS:
-                samples[-1] = (now, total)  # keeps the samples few however often this is called
-            else:
-                samples.append((now, total))
-            # Keep one sample at or before the window's start, so the window is always spanned.
-            while len(samples) > 2 and samples[1][0] <= now - self._window:
-                samples.popleft()
-
-    def rate(self) -> float:
-        with self._lock:
-            if len(self._samples) < 2:
-                return 0.0
-            (start, first), (end, last) = self._samples[0], self._samples[-1]
-        return (last - first) / (end - start) if end > start else 0.0
-
-
 class GeneratorMetrics(ServiceMetrics):
-    """What the generator exports. Transactions count when the broker acknowledges them."""
+    """What the generator exports. Transactions count when the broker acknowledges them.
 
-    def __init__(
-        self,
-        target_rate: float,
-        registry: CollectorRegistry | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
+    No achieved-rate gauge: that is rate(fraud_generator_transactions_total[1m]) in PromQL.
+    """
+
+    def __init__(self, target_rate: float, registry: CollectorRegistry | None = None) -> None:
         super().__init__("generator", registry)
         self.transactions = Counter(
             "fraud_generator_transactions",
@@ -325,30 +291,12 @@ class GeneratorMetrics(ServiceMetrics):
             "TRANSACTIONS_PER_SECOND, the rate the generator paces to",
             registry=self.registry,
         )
-        self.achieved_rate = Gauge(
-            "fraud_generator_achieved_rate",
-            f"Acknowledged transactions per second over the last {ACHIEVED_RATE_WINDOW_SECONDS:g}s",
-            registry=self.registry,
-        )
         self.target_rate.set(target_rate)
-        self._acked = 0
-        self._meter = RateMeter(ACHIEVED_RATE_WINDOW_SECONDS, clock)
-        self._meter.sample(0)
-        self.achieved_rate.set_function(self._achieved_rate)
 
     def acknowledged(self, count: int = 1) -> None:
         """The broker acknowledged `count` more transactions."""
         self.transactions.inc(count)
-        self._acked += count
-
-    def sample_rate(self) -> None:
-        """Feed the achieved-rate window: called once per round of sends, not once per record."""
-        self._meter.sample(self._acked)
 
     def failed(self, _exc: BaseException | None = None) -> None:
         """A transaction could not be delivered."""
         self.delivery_failures.inc()
-
-    def _achieved_rate(self) -> float:
-        self._meter.sample(self._acked)  # so that the rate falls to 0 when sends stop
-        return self._meter.rate()
