@@ -323,7 +323,6 @@ def test_the_issue_metric_names_are_exported() -> None:
         "fraud_generator_transactions_total",
         "fraud_generator_delivery_failures_total",
         "fraud_generator_target_rate",
-        "fraud_generator_achieved_rate",
         "fraud_generator_broker_reachable",
     ):
         assert name in exported, name
