@@ -31,10 +31,7 @@ from http import HTTPStatus
 from typing import Any, Protocol
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
-from fraudcore.config import CommonSettings
-from fraudcore.kafka_port import client_options
 from fraudcore.kafka_workarounds import client_io_thread_name
-from kafka import KafkaAdminClient
 
 log = logging.getLogger(__name__)
 
@@ -219,32 +216,6 @@ class QuietProbeLogs(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not (record.name.startswith("kafka") and record.threadName in self._threads)
-
-
-class KafkaProbe:
-    """Asks the broker for its cluster metadata through an admin client of its own.
-
-    The client is built on first use (and again after it could not be built), so a broker that
-    is down at start-up is simply reported unreachable until it answers.
-    """
-
-    def __init__(self, settings: CommonSettings, client_id: str) -> None:
-        self._options = {
-            **client_options(settings, client_id),
-            "request_timeout_ms": HEALTH_PROBE_TIMEOUT_MS,
-            "bootstrap_timeout_ms": HEALTH_PROBE_TIMEOUT_MS,
-        }
-        self._admin: KafkaAdminClient | None = None
-
-    def __call__(self) -> None:
-        if self._admin is None:
-            self._admin = KafkaAdminClient(**self._options)
-        self._admin.describe_cluster()
-
-    def close(self) -> None:
-        if self._admin is not None:
-            self._admin.close()
-            self._admin = None
 
 
 def health_app(health: BrokerHealth | None, service: str) -> WSGIApplication:

@@ -29,6 +29,9 @@ from kafka import KafkaAdminClient
 
 log = logging.getLogger(__name__)
 
+# What the services' start-up hands on: an admin client connected to the broker.
+AdminClient = KafkaAdminClient
+
 # Longest single connection attempt while waiting for the broker (bounded by what is left).
 ATTEMPT_SECONDS = 10.0
 
@@ -180,3 +183,29 @@ def _describe_authorization(exc: AuthorizationError, settings: CommonSettings) -
         if isinstance(exc, kind):
             return f"{who} is not authorized to {verb}" + (f" {detail}" if detail else "")
     return f"{who} is not authorized: {type(exc).__name__}" + (f": {detail}" if detail else "")
+
+
+class KafkaProbe:
+    """Asks the broker for its cluster metadata through an admin client of its own.
+
+    The client is built on first use (and again after it could not be built), so a broker that
+    is down at start-up is simply reported unreachable until it answers.
+    """
+
+    def __init__(self, settings: CommonSettings, client_id: str, timeout_ms: int) -> None:
+        self._options = {
+            **client_options(settings, client_id),
+            "request_timeout_ms": timeout_ms,
+            "bootstrap_timeout_ms": timeout_ms,
+        }
+        self._admin: KafkaAdminClient | None = None
+
+    def __call__(self) -> None:
+        if self._admin is None:
+            self._admin = KafkaAdminClient(**self._options)
+        self._admin.describe_cluster()
+
+    def close(self) -> None:
+        if self._admin is not None:
+            self._admin.close()
+            self._admin = None

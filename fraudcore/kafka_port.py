@@ -235,12 +235,15 @@ class Consumer:
         except KafkaError as exc:
             raise client_error(exc) from exc
 
-    # Read by the lag gauge (fraudcore/metrics.py), which handles the client's errors itself.
+    # Read by the lag gauge (fraudcore/metrics.py).
     def highwater(self, tp: TopicPartition) -> int | None:
         return self._consumer.highwater(tp)  # type: ignore[no-any-return]
 
     def position(self, tp: TopicPartition, timeout_ms: int) -> int | None:
-        return self._consumer.position(tp, timeout_ms=timeout_ms)  # type: ignore[no-any-return]
+        try:
+            return self._consumer.position(tp, timeout_ms=timeout_ms)  # type: ignore[no-any-return]
+        except KafkaError as exc:
+            raise client_error(exc) from exc
 
     def close(self) -> None:
         self._consumer.close(autocommit=False)

@@ -23,7 +23,6 @@ from collections import Counter as CountOf
 from collections.abc import Callable
 from typing import Any
 
-from kafka.errors import KafkaError
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -36,6 +35,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from fraudcore.core.rule import Verdict
+from fraudcore.errors import ClientError
 
 # Where they were before the server and health had modules of their own: still importable here.
 from fraudcore.health import BrokerHealth as BrokerHealth  # noqa: PLC0414
@@ -189,7 +189,7 @@ class DetectorMetrics(ServiceMetrics):
             try:
                 highwater = consumer.highwater(tp)
                 position = consumer.position(tp, timeout_ms=50) if highwater is not None else None
-            except KafkaError:
+            except ClientError:
                 continue
             if highwater is None or position is None:
                 continue

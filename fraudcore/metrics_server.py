@@ -22,7 +22,15 @@ from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 
 from fraudcore.config import CommonSettings
-from fraudcore.health import BrokerHealth, KafkaProbe, Liveness, QuietProbeLogs, health_app, reply
+from fraudcore.health import (
+    HEALTH_PROBE_TIMEOUT_MS,
+    BrokerHealth,
+    Liveness,
+    QuietProbeLogs,
+    health_app,
+    reply,
+)
+from fraudcore.kafka_admin import KafkaProbe
 
 if TYPE_CHECKING:  # only the type: fraudcore/metrics.py imports this module
     from fraudcore.metrics import ServiceMetrics
@@ -131,7 +139,7 @@ def serve_metrics(
     if settings.metrics_port is None:
         return None
     client_id = f"{metrics.service}-health"
-    probe = KafkaProbe(settings, client_id)
+    probe = KafkaProbe(settings, client_id, HEALTH_PROBE_TIMEOUT_MS)
     health = BrokerHealth(metrics.service, probe, gauge=metrics.broker_reachable, liveness=liveness)
     try:
         server = MetricsServer(settings.metrics_port, metrics.registry, health, metrics.service)

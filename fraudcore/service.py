@@ -15,11 +15,10 @@ from typing import Generic, NamedTuple, TypeVar
 from fraudcore.config import CommonSettings, SettingsError, load_settings
 from fraudcore.errors import BrokerUnavailableError
 from fraudcore.health import Liveness
-from fraudcore.kafka_admin import wait_for_broker
+from fraudcore.kafka_admin import AdminClient, wait_for_broker
 from fraudcore.metrics import MetricsPortError, ServiceMetrics, serve_metrics
 from fraudcore.runtime import StopFlag, configure_logging
 from fraudcore.security import redact_secrets_in_logs
-from kafka import KafkaAdminClient
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +38,7 @@ class Started(NamedTuple, Generic[SettingsT, MetricsT]):
     settings: SettingsT
     stop: StopFlag
     metrics: MetricsT
-    admin: KafkaAdminClient  # connected; the caller closes it once its topics are checked
+    admin: AdminClient  # connected; the caller closes it once its topics are checked
     liveness: Liveness  # the loop arms and feeds it; /health reports it
 
 

@@ -11,7 +11,13 @@ from tests.kafka_helpers import REPO_ROOT
 
 CORE = REPO_ROOT / "fraudcore" / "core"
 QUARANTINE = REPO_ROOT / "fraudcore" / "kafka_workarounds.py"
-SOURCES = ["fraudcore", "generator", "detector", "dashboard", "bench"]
+SOURCES = ["fraudcore", "generator", "detector", "dashboard", "bench", "devtools"]
+# The Kafka port: the only modules of the services that import the client library.
+PORT = {
+    f"fraudcore/{name}.py"
+    for name in ("kafka_port", "kafka_admin", "kafka_reader", "kafka_workarounds", "partitioner")
+}
+SERVICES = ["fraudcore", "generator", "detector"]
 MAX_LINES = 400
 
 # Names that belong to kafka-python's internals, not its documented API.
@@ -52,6 +58,17 @@ def test_the_check_finds_an_import_of_kafka(tmp_path: Path) -> None:
     sample = tmp_path / "sample.py"
     sample.write_text("from kafka.errors import KafkaError\nimport kafka\n")
     assert imported_modules(sample) == {"kafka.errors", "kafka"}
+
+
+def test_the_services_reach_kafka_only_through_the_port() -> None:
+    offenders = {
+        str(path.relative_to(REPO_ROOT))
+        for folder in SERVICES
+        for path in (REPO_ROOT / folder).rglob("*.py")
+        if str(path.relative_to(REPO_ROOT)) not in PORT
+        and any(name.split(".")[0] == "kafka" for name in imported_modules(path))
+    }
+    assert offenders == set()
 
 
 def test_only_the_quarantine_names_kafka_python_internals() -> None:
