@@ -133,19 +133,28 @@ def test_health_flips_when_the_broker_goes_away_and_comes_back(
             service.stop(timeout=30)
 
 
+class Hang:
+    """Makes a client call hang, as a kafka-python call that never returns would, until
+    released: the loop stops while the process, its health server and the broker are fine."""
+
+    def __init__(self) -> None:
+        self.armed = threading.Event()
+        self.release = threading.Event()
+
+    def here(self) -> None:
+        if self.armed.is_set():
+            self.release.wait(120)
+
+
 class PollThatHangs(Consumer):
-    """The detector's real consumer, whose poll() can be made to hang, as a kafka-python call
-    that never returns would: the loop stops while the process, its health server and the
-    broker are all fine."""
+    """The detector's real consumer, whose poll() can be made to hang."""
 
     def __init__(self, consumer: Consumer) -> None:
         super().__init__(consumer.client)
-        self.hang = threading.Event()
-        self.release = threading.Event()
+        self.hang = Hang()
 
     def poll(self, timeout_ms: int) -> Any:
-        if self.hang.is_set():
-            self.release.wait(120)
+        self.hang.here()
         return super().poll(timeout_ms)
 
 
@@ -154,12 +163,10 @@ class CommitThatHangs(Producer):
 
     def __init__(self, producer: Producer) -> None:
         super().__init__(producer.client)
-        self.hang = threading.Event()
-        self.release = threading.Event()
+        self.hang = Hang()
 
     def commit_transaction(self, seconds: float) -> None:
-        if self.hang.is_set():
-            self.release.wait(120)
+        self.hang.here()
         super().commit_transaction(seconds)
 
 
@@ -189,14 +196,14 @@ def test_health_fails_when_the_loop_is_stuck_while_the_broker_answers(
     consumer = PollThatHangs(make_consumer(settings))
     producer = CommitThatHangs(make_producer(settings))
     detector = Detector(settings, consumer, producer, stop, metrics=metrics, liveness=liveness)
-    hang = consumer if stuck_in == "poll" else producer
+    hang = consumer.hang if stuck_in == "poll" else producer.hang
     with ThreadPoolExecutor(max_workers=1) as pool:
         running = pool.submit(detector.run)
         try:
             produce(bootstrap, topics.input, [(b"k", tutorial_record(5.0))])
             wait_until(lambda: health(port)[0] == 200, 30, "healthy")
             wait_until(lambda: metrics_sample(port) >= 1, 30, "the first record committed")
-            hang.hang.set()
+            hang.armed.set()
             produce(bootstrap, topics.input, [(b"k", tutorial_record(6.0))])  # a batch to hold
             started = time.monotonic()
             wait_until(lambda: health(port)[0] == 503, 30, "/health to report the stuck loop")
@@ -212,7 +219,7 @@ def test_health_fails_when_the_loop_is_stuck_while_the_broker_answers(
             assert expected in loop["error"], loop
             print(f"stuck in {stuck_in}: /health 503 after {waited:.1f}s (bound 2 s)")
             assert running.running()
-            hang.hang.clear()
+            hang.armed.clear()
             hang.release.set()
             wait_until(lambda: health(port)[0] == 200, 30, "healthy again once the loop moves")
         finally:

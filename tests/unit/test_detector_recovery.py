@@ -36,7 +36,7 @@ from fraudcore.errors import ClientError, TransactionStalledError
 from fraudcore.kafka_port import Consumer, Producer
 from fraudcore.kafka_workarounds import call_with_deadline
 from fraudcore.runtime import StopFlag
-from tests.clock import FakeClock
+from tests.fakes import FakeClock
 from tests.samples import tutorial_record
 
 HANG = "hang"

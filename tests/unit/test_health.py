@@ -8,23 +8,12 @@ from typing import Any
 
 from fraudcore.health import BrokerHealth, Liveness, QuietProbeLogs
 from fraudcore.metrics import DetectorMetrics
-from tests.clock import FakeClock
+from tests.fakes import FakeClock, FlakyProbe
 
 
 def value(metrics: Any, name: str, **labels: str) -> float | None:
     found = metrics.registry.get_sample_value(name, labels or None)
     return None if found is None else float(found)
-
-
-class FlakyProbe:
-    def __init__(self) -> None:
-        self.up = True
-        self.calls = 0
-
-    def __call__(self) -> None:
-        self.calls += 1
-        if not self.up:
-            raise ConnectionError("connection refused")
 
 
 def test_health_is_unavailable_until_the_first_probe_and_flips_both_ways() -> None:

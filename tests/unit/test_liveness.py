@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fraudcore.health import Liveness
-from tests.clock import FakeClock
+from tests.fakes import FakeClock
 
 
 def test_a_loop_that_has_not_started_is_never_stuck() -> None:

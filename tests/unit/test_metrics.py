@@ -28,7 +28,7 @@ from fraudcore.metrics import (
 )
 from fraudcore.metrics_server import MetricsPortError, MetricsServer, serve_metrics
 from generator.config import GeneratorSettings
-from tests.clock import FakeClock
+from tests.fakes import FakeClock, FlakyProbe
 
 
 def value(metrics: Any, name: str, **labels: str) -> float | None:
@@ -179,17 +179,6 @@ def test_generator_counts_acknowledged_and_failed_and_reports_its_target() -> No
 
 
 # --------------------------------------------------------------------------- HTTP server
-
-
-class FlakyProbe:
-    def __init__(self) -> None:
-        self.up = True
-        self.calls = 0
-
-    def __call__(self) -> None:
-        self.calls += 1
-        if not self.up:
-            raise ConnectionError("connection refused")
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fraudcore.core.pacing import Pacer
-from tests.clock import FakeClock
+from tests.fakes import FakeClock
 
 
 def test_first_record_is_due_at_once() -> None:
