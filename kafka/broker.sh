@@ -26,11 +26,11 @@ CREDENTIALS_NAME=".secure-credentials"  # fingerprint of the SCRAM passwords for
 SETUP_NAME=".secure-setup"          # which topics and ACLs the admin has created (secure mode)
 SETUP_LOG_NAME="secure-setup.log"   # output of the topic and ACL tools (secure mode)
 
-# --secure: CA, broker certificate and passwords, generated on first use (git-ignored).
+# --secure: the CA, the broker certificate, the SCRAM users and their passwords come from
+# kafka/secrets.sh (made on first use, git-ignored).
+SECRETS_SCRIPT="$SCRIPT_DIR/secrets.sh"
 DEFAULT_SECRETS_DIR="$REPO_ROOT/.kafka-secrets"
-SCRAM_USERS=(admin generator detector broker)   # broker: the broker's own inter-broker login
 SCRAM_MECHANISMS=(SCRAM-SHA-512 SCRAM-SHA-256)
-CERT_SAN="DNS:localhost,DNS:broker,IP:127.0.0.1,IP:0:0:0:0:0:0:0:1"  # broker: the compose host name
 # Must equal DEAD_LETTER_MAX_MESSAGE_BYTES in fraudcore/core/topics.py (tests/compose checks it).
 DEAD_LETTER_MAX_MESSAGE_BYTES=2097152
 
@@ -63,9 +63,10 @@ usage: kafka/broker.sh COMMAND [ARGS]
                                mutual TLS on the controller listener, the StandardAuthorizer
                                with least-privilege ACLs; the admin creates the topics
   secrets [--secrets-dir S] [--docker]
-                               create the CA, the broker certificate and the users' passwords
-                               (only what is missing) and print where they are; --docker also
-                               exports what docker-compose.*.secure.yml mount into S/docker
+                               kafka/secrets.sh create: the CA, the broker certificate and the
+                               users' passwords (only what is missing), and where they are;
+                               --docker also exports what docker-compose.*.secure.yml mount
+                               into S/docker
   down [--data-dir D]          stop the broker (SIGTERM, then SIGKILL), keep its data
   clean [--data-dir D]         down, then delete the data dir
   status [--data-dir D]        print whether the broker runs (exit 0 running, 3 not)
@@ -208,92 +209,22 @@ parse_broker_opts() {
 
 # --------------------------------------------------------------------------- secure mode
 
-# 32 random letters and digits: safe inside JAAS quotes, properties files and CLI arguments.
-new_password() {
-  local pw=""
-  while ((${#pw} < 32)); do
-    pw+=$(head -c 64 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')
-  done
-  printf '%s' "${pw:0:32}"
-}
-
-# Creates what is missing in secrets dir $1 (mode 700, files 600): the users' passwords, a CA,
-# the broker's certificate (CN=broker, for localhost, 127.0.0.1 and the compose host `broker`)
-# in a PKCS#12 keystore, and admin.properties for Kafka's CLI tools. Nothing is ever printed.
-ensure_secrets() {
-  local sdir="$1" user made=()
-  command -v openssl >/dev/null \
-    || die "openssl not found; --secure needs it to create the CA and the broker certificate"
-  mkdir -p -- "$sdir" && chmod 700 "$sdir" || die "cannot create secrets dir $sdir"
-  local lock_fd
-  exec {lock_fd}>"$sdir/.lock"
-  flock "$lock_fd"
-  (
-    umask 077
-    cd "$sdir" || exit 1
-    for user in "${SCRAM_USERS[@]}"; do
-      if [[ ! -s "$user.password" ]]; then
-        new_password >"$user.password.tmp" && mv -f "$user.password.tmp" "$user.password" || exit 1
-        made+=("$user.password")
-      fi
-    done
-    if [[ ! -s ca.key || ! -s ca.crt ]]; then
-      openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 3650 \
-        -subj "/CN=fraud-detection local Kafka CA" \
-        -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
-        -keyout ca.key -out ca.crt >openssl.log 2>&1 || { cat openssl.log >&2; exit 1; }
-      rm -f broker.crt   # a new CA needs a new broker certificate
-      made+=(ca.crt)
-    fi
-    # (Re)issue the broker certificate when missing, not from this CA, or expiring within a day.
-    if [[ ! -s broker.crt || ! -s broker.key || ! -s broker.p12 || ! -s keystore.password ]] \
-      || ! openssl verify -CAfile ca.crt broker.crt >/dev/null 2>&1 \
-      || ! openssl x509 -checkend 86400 -noout -in broker.crt >/dev/null 2>&1; then
-      printf 'subjectAltName=%s\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth,clientAuth\n' \
-        "$CERT_SAN" >broker.ext
-      [[ -s keystore.password ]] || new_password >keystore.password
-      { openssl req -new -newkey rsa:2048 -nodes -subj "/CN=broker" -keyout broker.key -out broker.csr \
-          && openssl x509 -req -sha256 -days 825 -in broker.csr -CA ca.crt -CAkey ca.key \
-               -set_serial "0x$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')" \
-               -extfile broker.ext -out broker.crt \
-          && openssl pkcs12 -export -name broker -in broker.crt -inkey broker.key -certfile ca.crt \
-               -passout file:keystore.password -out broker.p12.tmp \
-          && mv -f broker.p12.tmp broker.p12; } >openssl.log 2>&1 || { cat openssl.log >&2; exit 1; }
-      rm -f broker.csr broker.ext
-      made+=(broker.crt)
-    fi
-    rm -f openssl.log
-    # Kafka's CLI tools as the admin (`--command-config`); rewritten so that it follows the files.
-    {
-      printf 'security.protocol=SASL_SSL\nsasl.mechanism=SCRAM-SHA-512\n'
-      printf 'sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="%s";\n' \
-        "$(<admin.password)"
-      printf 'ssl.truststore.type=PEM\nssl.truststore.location=%s/ca.crt\n' "$(pwd -P)"
-    } >admin.properties.tmp && mv -f admin.properties.tmp admin.properties || exit 1
-    find . -maxdepth 1 -type f -exec chmod 600 {} +
-    ((${#made[@]} == 0)) || say "created in $sdir: ${made[*]}"
-  ) || die "could not create the secrets in $sdir"
-  exec {lock_fd}>&-
-}
-
 # Sha-256 of the SCRAM passwords: tells whether the storage was formatted with these users.
 credentials_fingerprint() {
   local sdir="$1" user
   for user in "${SCRAM_USERS[@]}"; do cat "$sdir/$user.password"; printf '\n'; done | sha256sum | cut -d' ' -f1
 }
 
-# What docker-compose.kafka.secure.yml and docker-compose.secure.yml mount as compose secrets.
-# Compose bind-mounts file secrets with their host permissions (uid/gid/mode are not applied),
-# and the containers run as other users (kafka: 1000, the services: 10001), so these copies are
-# world-readable files inside a directory only the owner may enter (mode 700).
-export_docker_secrets() {
-  local sdir="$1" out="$1/docker" f
-  mkdir -p -- "$out" && chmod 700 "$sdir" "$out" || die "cannot create $out"
-  for f in ca.crt broker.p12 keystore.password admin.password generator.password \
-           detector.password broker.password; do
-    install -m 644 "$sdir/$f" "$out/$f.tmp" && mv -f "$out/$f.tmp" "$out/$f" || die "cannot write $out/$f"
+# Makes what is missing in secrets dir $1 (kafka/secrets.sh) and reads its SCRAM users.
+SCRAM_USERS=()
+load_secrets() {
+  "$SECRETS_SCRIPT" create --quiet --secrets-dir "$1" || die "kafka/secrets.sh could not make the secrets in $1"
+  mapfile -t SCRAM_USERS < <("$SECRETS_SCRIPT" users)
+  ((${#SCRAM_USERS[@]} > 0)) || die "kafka/secrets.sh names no SCRAM users"
+  local user
+  for user in "${SCRAM_USERS[@]}"; do
+    [[ -s "$1/$user.password" ]] || die "no password for SCRAM user $user in $1"
   done
-  say "Docker secrets exported to $out (directory mode 700; files 644 for the containers' users)"
 }
 
 # Broker settings of every local broker, secure or not: one node, topics made on purpose.
@@ -452,28 +383,9 @@ secure_setup() {
   printf '%s\n' "$want" >"$dir/$SETUP_NAME"
 }
 
-print_secrets_location() {
-  local sdir="$1"
-  say "credentials and CA are in $sdir (readable by you only):"
-  say "  CA certificate (KAFKA_SSL_CA_FILE): $sdir/ca.crt"
-  say "  passwords (KAFKA_SASL_PASSWORD_FILE): $sdir/{admin,generator,detector}.password"
-  say "  Kafka CLI tools as admin: --command-config $sdir/admin.properties"
-}
-
+# The secrets are kafka/secrets.sh's; `secrets` is its `create`.
 cmd_secrets() {
-  local docker=0 args=()
-  while (($#)); do
-    case "$1" in
-      --docker) docker=1; shift ;;
-      *) args+=("$1"); shift ;;
-    esac
-  done
-  parse_broker_opts 1 "${args[@]}"
-  local sdir
-  sdir=$(abs_dir "$OPT_SECRETS_DIR") || die "cannot create secrets dir $OPT_SECRETS_DIR"
-  ensure_secrets "$sdir"
-  ((docker)) && export_docker_secrets "$sdir"
-  print_secrets_location "$sdir"
+  exec "$SECRETS_SCRIPT" create "$@"
 }
 
 # --------------------------------------------------------------------------- up
@@ -535,7 +447,7 @@ cmd_up() {
   dir=$(abs_dir "$OPT_DATA_DIR") || die "cannot create data dir $OPT_DATA_DIR"
   if [[ "$mode" == secure ]]; then
     sdir=$(abs_dir "$OPT_SECRETS_DIR") || die "cannot create secrets dir $OPT_SECRETS_DIR"
-    ensure_secrets "$sdir"
+    load_secrets "$sdir"
   fi
   local lock_fd
   exec {lock_fd}>"$dir/.lock"
@@ -553,7 +465,7 @@ cmd_up() {
       [[ "$(cat "$dir/$CREDENTIALS_NAME" 2>/dev/null)" == "$(credentials_fingerprint "$sdir")" ]] \
         || die "the broker on $dir was set up with other passwords than those in $sdir; use the secrets dir it was made with (--secrets-dir)"
       secure_setup "$dir" "$running_port" "$sdir"
-      print_secrets_location "$sdir"
+      "$SECRETS_SCRIPT" where --secrets-dir "$sdir"
     fi
     return 0
   fi
@@ -648,7 +560,7 @@ cmd_up() {
   if [[ "$mode" == secure ]]; then
     say "ready: SASL_SSL 127.0.0.1:$port (SCRAM-SHA-512/256 over TLS, ACLs enforced; controller $cport with mutual TLS; pid $pid, data dir $dir) in $((SECONDS - start))s"
     secure_setup "$dir" "$port" "$sdir"
-    print_secrets_location "$sdir"
+    "$SECRETS_SCRIPT" where --secrets-dir "$sdir"
   else
     say "ready: 127.0.0.1:$port (controller $cport, pid $pid, data dir $dir) in $((SECONDS - start))s"
   fi

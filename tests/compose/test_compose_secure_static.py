@@ -298,14 +298,20 @@ def test_secrets_are_files_from_the_ignored_secrets_dir(
     assert ignored.returncode == 0, f"{SECRETS_DIR} must be git-ignored"
 
 
-def test_broker_sh_exports_every_secret_file_compose_mounts(raw: dict[str, dict[str, Any]]) -> None:
-    text = (REPO / "kafka" / "broker.sh").read_text()
+def test_secrets_sh_exports_every_secret_file_compose_mounts(
+    raw: dict[str, dict[str, Any]],
+) -> None:
+    """`make docker-secrets` (kafka/broker.sh secrets --docker, i.e. kafka/secrets.sh create
+    --docker) copies each file of its DOCKER_SECRETS list into the docker dir."""
+    text = (REPO / "kafka" / "secrets.sh").read_text()
+    listed = re.search(r"^DOCKER_SECRETS=\(([^)]*)\)", text, re.M)
+    assert listed, "kafka/secrets.sh no longer lists DOCKER_SECRETS"
+    exported = set(listed[1].split())
     body = text[text.index("export_docker_secrets() {") :]
-    body = body[: body.index("\n}\n")]
-    exported = set(re.findall(r"[\w.]+\.(?:crt|p12|password)", body))
+    assert '"${DOCKER_SECRETS[@]}"' in body[: body.index("\n}\n")]
     for name in OVERRIDES:
         for spec in raw[name]["secrets"].values():
-            assert Path(spec["file"]).name in exported, f"broker.sh does not export {spec}"
+            assert Path(spec["file"]).name in exported, f"secrets.sh does not export {spec}"
 
 
 @pytest.mark.parametrize(
