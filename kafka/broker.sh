@@ -25,6 +25,7 @@ MODE_NAME=".mode"                   # "plaintext" or "secure": how the broker wa
 CREDENTIALS_NAME=".secure-credentials"  # fingerprint of the SCRAM passwords formatted into storage
 SETUP_NAME=".secure-setup"          # which topics and ACLs the admin has created (secure mode)
 SETUP_LOG_NAME="secure-setup.log"   # output of the topic and ACL tools (secure mode)
+PROBE_LOG_NAME="ready-check.log"    # output of the last readiness check (BrokerApiVersionsCommand)
 
 # --secure: the CA, the broker certificate, the SCRAM users and their passwords come from
 # kafka/secrets.sh (made on first use, git-ignored).
@@ -171,7 +172,7 @@ broker_mode() { if [[ -f "$1/$MODE_NAME" ]]; then cat "$1/$MODE_NAME"; else echo
 
 show_logs() {
   local dir="$1" f
-  for f in "$dir/$OUT_NAME" "$dir/$SERVER_LOG_NAME"; do
+  for f in "$dir/$OUT_NAME" "$dir/$SERVER_LOG_NAME" "$dir/$PROBE_LOG_NAME"; do
     [[ -s "$f" ]] || continue
     printf -- '----- last lines of %s -----\n' "$f" >&2
     tail -n 25 "$f" >&2
@@ -303,23 +304,19 @@ PROPS
   ) || die "cannot write $dir/$PROPS_NAME"
 }
 
-# Like broker_answers, through TLS (verifying the broker's certificate against the CA): Kafka
-# answers ApiVersions on a SASL_SSL listener before authentication.
-broker_answers_tls() {
-  local port="$1" cafile="$2" resp
-  resp=$( { printf '\x00\x00\x00\x0f\x00\x12\x00\x00\x00\x00\x00\x01\x00\x05probe'; sleep 1; } \
-    | timeout 5 openssl s_client -connect "127.0.0.1:$port" -CAfile "$cafile" -verify_return_error \
-        -verify_ip 127.0.0.1 -quiet -no_ign_eof 2>/dev/null | head -c 10 | od -An -tx1 | tr -d ' \n') || resp=""
-  [[ "${resp:8:12}" == 000000010000 ]]
+# Runs Kafka CLI class $1 (quick start-up flags) with the arguments that follow.
+quick_tool() {
+  local class="$1"; shift
+  # shellcheck disable=SC2086
+  "$JAVA" $QUICK_TOOL_OPTS -Dlog4j2.configurationFile="$TOOLS_LOG_CONFIG" -cp "$LIB_DIR/*" \
+    "$class" "$@"
 }
 
 # Runs a Kafka CLI class as the admin; its output goes to the setup log (shown on failure).
 admin_tool() {
   local log="$1" class="$2"; shift 2
   printf '$ %s %s\n' "$class" "$*" >>"$log"
-  # shellcheck disable=SC2086
-  "$JAVA" $QUICK_TOOL_OPTS -Dlog4j2.configurationFile="$TOOLS_LOG_CONFIG" -cp "$LIB_DIR/*" \
-    "$class" "$@" >>"$log" 2>&1
+  quick_tool "$class" "$@" >>"$log" 2>&1
 }
 
 # Topics (created by the admin; the services only check they exist) and least-privilege ACLs:
@@ -405,18 +402,23 @@ EOF
   mv -f "$dir/$PROPS_NAME.tmp" "$dir/$PROPS_NAME"
 }
 
-# True once the broker answers a real Kafka request on 127.0.0.1:$1: one ApiVersions (v0)
-# round trip in plain bash, so readiness costs no extra JVM start. (Kafka 4.x binds the
-# client listener only after the broker is unfenced and processing requests.)
+# True once a Kafka client gets an answer from the broker on 127.0.0.1:$1: Kafka's own
+# BrokerApiVersionsCommand (the compose healthcheck's kafka-broker-api-versions.sh), with the
+# client config $2 when given (secure: the admin over SASL_SSL, checking the broker's certificate
+# against the CA), its output in log $3. A JVM costs a second or so, so it runs only once the port
+# accepts connections: Kafka 4.x binds the client listener only after the broker is unfenced and
+# processing requests, so one check usually does. At most $4 seconds.
 broker_answers() {
-  local port="$1" fd resp
-  { exec {fd}<>"/dev/tcp/127.0.0.1/$port"; } 2>/dev/null || return 1
-  # request: size=15 | api_key=18 (ApiVersions) | api_version=0 | correlation_id=1 | client_id="probe"
-  { printf '\x00\x00\x00\x0f\x00\x12\x00\x00\x00\x00\x00\x01\x00\x05probe' >&"$fd"; } 2>/dev/null \
-    && resp=$(timeout 5 head -c 10 <&"$fd" 2>/dev/null | od -An -tx1 | tr -d ' \n') || resp=""
-  exec {fd}>&-
-  # response: size (4 bytes) | correlation_id=1 | error_code=0 (NONE)
-  [[ "${resp:8:12}" == 000000010000 ]]
+  local port="$1" config="$2" log="$3" limit="$4" args
+  port_open "$port" || return 1
+  args=(--bootstrap-server "127.0.0.1:$port")
+  [[ -n "$config" ]] && args+=(--command-config "$config")
+  # shellcheck disable=SC2086
+  timeout "$limit" "$JAVA" $QUICK_TOOL_OPTS -Dlog4j2.configurationFile="$TOOLS_LOG_CONFIG" \
+    -cp "$LIB_DIR/*" org.apache.kafka.tools.BrokerApiVersionsCommand "${args[@]}" >"$log" 2>&1 \
+    || return 1
+  # It exits 0 even when a broker it found did not answer ("<broker> -> ERROR: ...").
+  grep -q -- ' -> (' "$log" && ! grep -q -- ' -> ERROR' "$log"
 }
 
 stop_pid() {
@@ -500,9 +502,7 @@ cmd_up() {
         done
       done
     fi
-    # shellcheck disable=SC2086
-    (cd "$dir" && "$JAVA" $QUICK_TOOL_OPTS -Dlog4j2.configurationFile="$TOOLS_LOG_CONFIG" \
-      -cp "$LIB_DIR/*" kafka.tools.StorageTool format \
+    (cd "$dir" && quick_tool kafka.tools.StorageTool format \
       --cluster-id "$(new_cluster_id)" --config "$dir/$PROPS_NAME" --ignore-formatted \
       "${format_args[@]}" >/dev/null) \
       || die "formatting storage failed (config: $dir/$PROPS_NAME)"
@@ -535,8 +535,9 @@ cmd_up() {
   done
   pid=$(<"$dir/$PID_NAME")
 
-  # Wait until the broker answers a request (or dies, or the time is up).
-  local left
+  # Wait until the broker answers a client (or dies, or the time is up).
+  local left probe_config=""
+  [[ "$mode" == secure ]] && probe_config="$sdir/admin.properties"
   while :; do
     left=$((START_TIMEOUT - (SECONDS - start)))
     if ! alive "$pid"; then
@@ -550,11 +551,7 @@ cmd_up() {
       rm -f "$dir/$PID_NAME"
       die "start-up timed out; logs: $dir/$SERVER_LOG_NAME, $dir/$OUT_NAME"
     fi
-    if [[ "$mode" == secure ]]; then
-      broker_answers_tls "$port" "$sdir/ca.crt" && break
-    else
-      broker_answers "$port" && break
-    fi
+    broker_answers "$port" "$probe_config" "$dir/$PROBE_LOG_NAME" "$((left < 30 ? left : 30))" && break
     sleep 0.2
   done
   if [[ "$mode" == secure ]]; then
