@@ -28,12 +28,12 @@ SETUP_LOG_NAME="secure-setup.log"   # output of the topic and ACL tools (secure 
 PROBE_LOG_NAME="ready-check.log"    # output of the last readiness check (BrokerApiVersionsCommand)
 
 # --secure: the CA, the broker certificate, the SCRAM users and their passwords come from
-# kafka/secrets.sh (made on first use, git-ignored).
+# kafka/secrets.sh (made on first use, git-ignored); the topics the admin creates, from
+# kafka/topics.txt (generated from fraudcore/core/topics.py).
 SECRETS_SCRIPT="$SCRIPT_DIR/secrets.sh"
 DEFAULT_SECRETS_DIR="$REPO_ROOT/.kafka-secrets"
+TOPICS_FILE="$SCRIPT_DIR/topics.txt"
 SCRAM_MECHANISMS=(SCRAM-SHA-512 SCRAM-SHA-256)
-# Must equal DEAD_LETTER_MAX_MESSAGE_BYTES in fraudcore/core/topics.py (tests/compose checks it).
-DEAD_LETTER_MAX_MESSAGE_BYTES=2097152
 
 START_TIMEOUT="${KAFKA_START_TIMEOUT:-60}"
 STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-30}"
@@ -62,7 +62,8 @@ usage: kafka/broker.sh COMMAND [ARGS]
                                wait until it answers (no-op if already running on D)
                                --secure: one SASL_SSL listener (SCRAM-SHA-512/256 over TLS),
                                mutual TLS on the controller listener, the StandardAuthorizer
-                               with least-privilege ACLs; the admin creates the topics
+                               with least-privilege ACLs; the admin creates the topics of
+                               kafka/topics.txt; the secrets come from kafka/secrets.sh
   secrets [--secrets-dir S] [--docker]
                                kafka/secrets.sh create: the CA, the broker certificate and the
                                users' passwords (only what is missing), and where they are;
@@ -83,9 +84,10 @@ defaults / environment:
   --data-dir         KAFKA_DATA_DIR         $REPO_ROOT/.kafka-data
   --secrets-dir      KAFKA_SECRETS_DIR      $DEFAULT_SECRETS_DIR
   --bootstrap        KAFKA_BROKER_URL       localhost:9092
-  --secure topics and ACLs: TRANSACTIONS_TOPIC, LEGIT_TOPIC, FRAUD_TOPIC, DEAD_LETTER_TOPIC,
-  TRANSACTIONS_TOPIC_PARTITIONS, CONSUMER_GROUP (the services' names and defaults) and
-  DETECTOR_TRANSACTIONAL_ID_PREFIX (default: the group)
+  --secure topics and ACLs: kafka/topics.txt, each name overridden by its setting
+  (TRANSACTIONS_TOPIC, LEGIT_TOPIC, FRAUD_TOPIC, DEAD_LETTER_TOPIC: the services' names) and
+  every partition count by TRANSACTIONS_TOPIC_PARTITIONS; CONSUMER_GROUP (default detector)
+  and DETECTOR_TRANSACTIONAL_ID_PREFIX (default: the group)
   KAFKA_START_TIMEOUT=$START_TIMEOUT s, KAFKA_STOP_TIMEOUT=$STOP_TIMEOUT s, KAFKA_HEAP_OPTS="$BROKER_HEAP_OPTS",
   KAFKA_OPTS (extra broker JVM flags), KAFKA_TOOL_OPTS / KAFKA_QUICK_TOOL_OPTS, JAVA_HOME, MVN
 EOF
@@ -319,6 +321,36 @@ admin_tool() {
   quick_tool "$class" "$@" >>"$log" 2>&1
 }
 
+# The topics of kafka/topics.txt, one line each: `SETTING default-name partitions [config=value
+# ...]`. The variable named SETTING, when set, names the topic instead; TRANSACTIONS_TOPIC_PARTITIONS
+# sets the partition count of all of them (as the services create them). Fills TOPIC_NAME (by
+# setting) and TOPIC_SPECS ("name partitions [config=value ...]", in the file's order).
+declare -A TOPIC_NAME=()
+TOPIC_SPECS=()
+load_topics() {
+  local setting name partitions configs number=0
+  [[ -r "$TOPICS_FILE" ]] || die "cannot read $TOPICS_FILE (python -m fraudcore.core.topics > $TOPICS_FILE)"
+  while read -r setting name partitions configs; do
+    number=$((number + 1))
+    [[ -z "$setting" || "$setting" == \#* ]] && continue
+    [[ "$setting" =~ ^[A-Z_][A-Z0-9_]*$ && -n "$name" && "$partitions" =~ ^[1-9][0-9]*$ ]] \
+      || die "$TOPICS_FILE line $number is not 'SETTING name partitions [config=value ...]'"
+    name="${!setting:-$name}"
+    [[ "$name" =~ ^[A-Za-z0-9._-]+$ ]] || die "$setting='$name' is not a Kafka topic name"
+    partitions="${TRANSACTIONS_TOPIC_PARTITIONS:-$partitions}"
+    [[ "$partitions" =~ ^[1-9][0-9]*$ ]] || die "TRANSACTIONS_TOPIC_PARTITIONS must be a positive number"
+    TOPIC_NAME[$setting]="$name"
+    TOPIC_SPECS+=("$name $partitions${configs:+ $configs}")
+  done <"$TOPICS_FILE"
+  ((${#TOPIC_SPECS[@]} > 0)) || die "$TOPICS_FILE lists no topics"
+}
+
+# The name of the topic of setting $1 (kafka/topics.txt, after load_topics).
+topic_named() {
+  [[ -n "${TOPIC_NAME[$1]:-}" ]] || die "$TOPICS_FILE has no $1 (the ACLs need it)"
+  printf '%s\n' "${TOPIC_NAME[$1]}"
+}
+
 # Topics (created by the admin; the services only check they exist) and least-privilege ACLs:
 #   generator: WRITE, DESCRIBE on the input topic (an idempotent producer needs no more)
 #   detector:  READ, DESCRIBE on the input topic; READ on its consumer group;
@@ -327,25 +359,26 @@ admin_tool() {
 # Skipped when the data dir records the same set as last time.
 secure_setup() {
   local dir="$1" port="$2" sdir="$3"
-  local input="${TRANSACTIONS_TOPIC:-queueing.transactions}"
-  local legit="${LEGIT_TOPIC:-streaming.transactions.legit}"
-  local fraud="${FRAUD_TOPIC:-streaming.transactions.fraud}"
-  local dead="${DEAD_LETTER_TOPIC:-streaming.transactions.invalid}"
-  local partitions="${TRANSACTIONS_TOPIC_PARTITIONS:-3}"
+  load_topics
+  local input legit fraud dead spec
+  input=$(topic_named TRANSACTIONS_TOPIC) && legit=$(topic_named LEGIT_TOPIC) \
+    && fraud=$(topic_named FRAUD_TOPIC) && dead=$(topic_named DEAD_LETTER_TOPIC) || exit 1
   local group="${CONSUMER_GROUP:-detector}"
   local txn_prefix="${DETECTOR_TRANSACTIONAL_ID_PREFIX:-$group}"
-  local want="input=$input legit=$legit fraud=$fraud dead=$dead partitions=$partitions group=$group txn_prefix=$txn_prefix"
+  local want=""
+  for spec in "${TOPIC_SPECS[@]}"; do want+="topic=${spec// /:} "; done
+  want+="group=$group txn_prefix=$txn_prefix"
   [[ -f "$dir/$SETUP_NAME" && "$(<"$dir/$SETUP_NAME")" == "$want" ]] && return 0
-  [[ "$partitions" =~ ^[1-9][0-9]*$ ]] || die "TRANSACTIONS_TOPIC_PARTITIONS must be a positive number"
 
   say "creating topics and ACLs as admin ($want) ..."
   local log="$dir/$SETUP_LOG_NAME" conn create_topic add_acl
   conn=(--bootstrap-server "127.0.0.1:$port" --command-config "$sdir/admin.properties")
   create_topic=(org.apache.kafka.tools.TopicCommand "${conn[@]}" --create --if-not-exists
-         --partitions "$partitions" --replication-factor 1)
+         --replication-factor 1)
   add_acl=(org.apache.kafka.tools.AclCommand "${conn[@]}" --add --force)
-  # Eight short JVMs, independent of each other (an ACL may name a topic not created yet): run
-  # them side by side, as many at a time as there are CPUs, each with a log of its own.
+  # Short JVMs (one per topic, four for the ACLs), independent of each other (an ACL may name a
+  # topic not created yet): run them side by side, as many at a time as there are CPUs, each
+  # with a log of its own.
   local -a running=() logs=()
   local max_jobs failed=0
   max_jobs=$(nproc 2>/dev/null || echo 2)
@@ -362,10 +395,14 @@ secure_setup() {
     admin_tool "$job_log" "$@" &
     running+=($!)
   }
-  run_setup_job "${create_topic[@]}" --topic "$input"
-  run_setup_job "${create_topic[@]}" --topic "$legit"
-  run_setup_job "${create_topic[@]}" --topic "$fraud"
-  run_setup_job "${create_topic[@]}" --topic "$dead" --config "max.message.bytes=$DEAD_LETTER_MAX_MESSAGE_BYTES"
+  local -a words configs
+  local config
+  for spec in "${TOPIC_SPECS[@]}"; do
+    read -r -a words <<<"$spec"   # name partitions [config=value ...]
+    configs=()
+    for config in "${words[@]:2}"; do configs+=(--config "$config"); done
+    run_setup_job "${create_topic[@]}" --topic "${words[0]}" --partitions "${words[1]}" "${configs[@]}"
+  done
   run_setup_job "${add_acl[@]}" --allow-principal User:generator \
     --operation WRITE --operation DESCRIBE --topic "$input"
   run_setup_job "${add_acl[@]}" --allow-principal User:detector \

@@ -4,7 +4,8 @@ The apache/kafka image cannot be pulled everywhere the tests run. Its scripts un
 /opt/kafka/bin are thin launchers of Kafka's own classes, which the project's jars (kafka/lib,
 the same Kafka version as the image: tests/compose checks it) hold too. So a compose service's
 command and healthcheck can run here: /opt/kafka/bin, /run/secrets, /tmp and the data dir are
-mapped into a temporary directory, and the host name `broker` with its ports to local ports.
+mapped into a temporary directory, the service's bind mounts to their sources (kafka-init's
+topics.txt), and the host name `broker` with its ports to local ports.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.broker import BROKER_SCRIPT, free_port
-from tests.compose.compose_files import environment_of
+from tests.compose.compose_files import REPO, environment_of
 
 # The image's /opt/kafka/bin scripts, played by the project's jars.
 IMAGE_TOOLS = {
@@ -75,19 +76,37 @@ class ComposeHost:
             value = re.sub(rf"(?<=:){port}\b", str(self.ports[port]), value)
         return value
 
+    @staticmethod
+    def mounted(service: dict[str, Any], value: str) -> str:
+        """`value` with each bind mount's path in the container replaced by its source here."""
+        for volume in service.get("volumes") or []:
+            if isinstance(volume, dict):  # `docker compose config`: the long form
+                if volume.get("type") != "bind":
+                    continue
+                source, target = str(volume["source"]), str(volume["target"])
+            else:  # as written: SOURCE:TARGET[:MODE], a relative source from the repository
+                source, _, rest = str(volume).partition(":")
+                if not source.startswith((".", "/")):
+                    continue  # a named volume
+                target = rest.partition(":")[0]
+                source = str((REPO / source).resolve())
+            pattern = rf"(?<![\w.-]){re.escape(target)}(?![\w.-])"
+            value = re.sub(pattern, source.replace("\\", "\\\\"), value)
+        return value
+
     def env(self, service: dict[str, Any]) -> dict[str, str]:
         """The service's environment (unset pass-through variables left out; no metrics port:
         the services here share one network namespace)."""
         base = {k: os.environ[k] for k in ("PATH", "HOME", "JAVA_HOME") if k in os.environ}
         own = {
-            k: self.text(str(v))
+            k: self.mounted(service, self.text(str(v)))
             for k, v in environment_of(service).items()
             if v is not None and k != "METRICS_PORT"
         }
         return base | own
 
     def command(self, service: dict[str, Any]) -> list[str]:
-        return [self.text(part) for part in service["command"]]
+        return [self.mounted(service, self.text(part)) for part in service["command"]]
 
     def healthcheck(self, service: dict[str, Any]) -> list[str]:
         """The service's healthcheck as a command line (exec form: its words after CMD)."""

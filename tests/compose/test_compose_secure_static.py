@@ -14,6 +14,7 @@ The merged result is checked by the real Compose CLI in the Docker tier
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -24,6 +25,7 @@ import yaml
 
 from detector.config import DetectorSettings
 from fraudcore.config import CommonSettings
+from fraudcore.core import topics
 from fraudcore.core.topics import DEAD_LETTER_MAX_MESSAGE_BYTES
 from generator.config import GeneratorSettings
 from tests.compose.compose_files import (
@@ -37,6 +39,7 @@ from tests.compose.compose_files import (
     walk_strings,
 )
 from tests.compose.compose_schema import ComposeSchema, load_compose_schema
+from tests.compose.kafka_init import TOPIC_LIST_IN_CONTAINER, expected_topics, run_kafka_init
 
 KAFKA_BASE, KAFKA_SECURE = "docker-compose.kafka.yml", "docker-compose.kafka.secure.yml"
 APP_BASE, APP_SECURE = "docker-compose.yml", "docker-compose.secure.yml"
@@ -254,8 +257,20 @@ def test_kafka_init_grants_least_privilege(secure: dict[str, dict[str, Any]]) ->
     }
 
 
+def _merged_init(secure: dict[str, dict[str, Any]], base: dict[str, dict[str, Any]]) -> Any:
+    """kafka-init as the override makes it: its command and secrets, the base file's mount and
+    environment with its own on top (the Docker tier checks Compose's own merge)."""
+    init = _service(secure[KAFKA_SECURE], "kafka-init")
+    base_init = _service(base[KAFKA_SECURE], "kafka-init")
+    return base_init | init | {"environment": environment_of(base_init) | environment_of(init)}
+
+
+def _init_secrets(init: dict[str, Any]) -> tuple[str, ...]:
+    return tuple(str(s) if not isinstance(s, dict) else s["source"] for s in init["secrets"])
+
+
 def test_kafka_init_creates_the_topics_as_admin(
-    secure: dict[str, dict[str, Any]], base: dict[str, dict[str, Any]]
+    secure: dict[str, dict[str, Any]], base: dict[str, dict[str, Any]], tmp_path: Path
 ) -> None:
     init = _service(secure[KAFKA_SECURE], "kafka-init")
     base_init = _service(base[KAFKA_SECURE], "kafka-init")
@@ -263,21 +278,89 @@ def test_kafka_init_creates_the_topics_as_admin(
     env = _env(base_init) | _env(init)
     assert base_init["depends_on"]["broker"]["condition"] == "service_healthy"
     assert "depends_on" not in init
-    assert script.count("--command-config") >= 2, "topics and ACLs both as admin"
-    for var in ("TRANSACTIONS_TOPIC", "LEGIT_TOPIC", "FRAUD_TOPIC", "DEAD_LETTER_TOPIC"):
-        assert f'create "${var}"' in script
-    assert int(env["DEAD_LETTER_MAX_MESSAGE_BYTES"]) == DEAD_LETTER_MAX_MESSAGE_BYTES
+    assert "volumes" not in init, "the topic list is the base file's mount"
+    assert f"< {TOPIC_LIST_IN_CONTAINER}" in script
+    assert str(DEAD_LETTER_MAX_MESSAGE_BYTES) not in " ".join(walk_strings(init))
     app_env = _env(_service(base[APP_SECURE], "detector"))
     assert env["CONSUMER_GROUP"] == app_env["CONSUMER_GROUP"], "the ACL names the app's group"
     assert env["BOOTSTRAP_SERVER"] == "broker:9092"
+    # The script as the container runs it: the declared topics, every one as admin.
+    merged = _merged_init(secure, base)
+    calls = run_kafka_init(merged, read_dotenv(), tmp_path, _init_secrets(init))
+    assert calls.topics == expected_topics(read_dotenv())
+    assert calls.as_admin == set(calls.topics)
+    assert calls.topics[topics.DEAD_LETTER_TOPIC][1] == {
+        "max.message.bytes": str(DEAD_LETTER_MAX_MESSAGE_BYTES)
+    }
 
 
-def test_local_broker_creates_the_same_dead_letter_topic() -> None:
-    """kafka/broker.sh --secure creates the topics too (the services may not)."""
+def test_kafka_init_grants_the_acls_on_the_topics_it_creates(
+    secure: dict[str, dict[str, Any]], base: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """Names from the variables (or, with none set, from the topic list) reach both the topics
+    and the ACLs (CONSUMER_GROUP is interpolated by Compose, here from .env)."""
+    init = _service(secure[KAFKA_SECURE], "kafka-init")
+    group = _env(init)["CONSUMER_GROUP"]
+    read, write = frozenset({"READ", "DESCRIBE"}), frozenset({"WRITE", "DESCRIBE"})
+    overrides = {"TRANSACTIONS_TOPIC": "custom.in", "FRAUD_TOPIC": "custom.fraud"}
+    for case, variables in (("overrides", read_dotenv() | overrides), ("no-variables", {})):
+        calls = run_kafka_init(
+            _merged_init(secure, base), variables, tmp_path / case, _init_secrets(init)
+        )
+        assert calls.topics == expected_topics(variables), case
+        names = {
+            setting: variables.get(setting) or spec.name
+            for setting, spec in zip(topics.SETTINGS, topics.default_topics(), strict=True)
+        }
+        source = frozenset({f"topic={names['TRANSACTIONS_TOPIC']}"})
+        outputs = frozenset(
+            f"topic={names[s]}" for s in ("LEGIT_TOPIC", "FRAUD_TOPIC", "DEAD_LETTER_TOPIC")
+        )
+        assert sorted(calls.acls) == sorted(
+            [
+                ("User:generator", write, source),
+                ("User:detector", read, source | {f"group={group}"}),
+                ("User:detector", write, outputs),
+                ("User:detector", write, frozenset({f"transactional-id={group}*"})),
+            ]
+        ), case
+
+
+def _broker_sh_topics(variables: dict[str, str]) -> list[str]:
+    """The topics `kafka/broker.sh up --secure` creates (its load_topics) under `variables`:
+    "name partitions [config=value ...]" each."""
+    script = 'source "$0" help >/dev/null && load_topics && printf "%s\\n" "${TOPIC_SPECS[@]}"'
+    env = {"PATH": os.environ["PATH"], **variables}
+    done = subprocess.run(
+        ["bash", "-c", script, str(REPO / "kafka" / "broker.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
+
+
+def test_local_broker_creates_the_declared_topics() -> None:
+    """kafka/broker.sh --secure creates the topics too (the services may not): those of
+    kafka/topics.txt, under the names and partition count of the services' variables."""
     text = (REPO / "kafka" / "broker.sh").read_text()
-    match = re.search(r"^DEAD_LETTER_MAX_MESSAGE_BYTES=(\d+)$", text, re.M)
-    assert match, "kafka/broker.sh no longer sets DEAD_LETTER_MAX_MESSAGE_BYTES"
-    assert int(match[1]) == DEAD_LETTER_MAX_MESSAGE_BYTES
+    assert "topics.txt" in text
+    for copy in (str(DEAD_LETTER_MAX_MESSAGE_BYTES), *(t.name for t in topics.default_topics())):
+        assert copy not in text, f"kafka/broker.sh keeps a copy of {copy}"
+
+    def specs(variables: dict[str, str]) -> list[str]:
+        return [
+            " ".join([name, str(count), *(f"{k}={v}" for k, v in configs.items())])
+            for name, (count, configs) in expected_topics(variables).items()
+        ]
+
+    assert _broker_sh_topics({}) == specs({})
+    variables = {"DEAD_LETTER_TOPIC": "custom.invalid", "TRANSACTIONS_TOPIC_PARTITIONS": "5"}
+    assert _broker_sh_topics(variables) == specs(variables)
+    assert f"custom.invalid 5 max.message.bytes={DEAD_LETTER_MAX_MESSAGE_BYTES}" in specs(variables)
 
 
 # --------------------------------------------------------------------------- secrets

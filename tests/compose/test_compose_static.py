@@ -12,11 +12,13 @@ from __future__ import annotations
 import ast
 import re
 import xml.etree.ElementTree as ET
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from fraudcore.core import topics
 from fraudcore.core.topics import DEAD_LETTER_MAX_MESSAGE_BYTES
 from tests.compose.compose_files import (
     REPO,
@@ -37,6 +39,12 @@ from tests.compose.dockerfile import (
     stages,
     target_cmd,
     target_instructions,
+)
+from tests.compose.kafka_init import (
+    TOPIC_LIST,
+    TOPIC_LIST_IN_CONTAINER,
+    expected_topics,
+    run_kafka_init,
 )
 
 KAFKA_FILE = "docker-compose.kafka.yml"
@@ -345,33 +353,78 @@ def test_kafka_init_creates_the_topics_once_broker_is_healthy(
     assert init.get("image") == broker["image"], "kafka-init uses the broker's image (its CLI)"
     assert init.get("depends_on", {}).get("broker", {}).get("condition") == "service_healthy"
     assert init.get("restart", "no") == "no", "a one-shot job must not restart"
-    env = {k: as_str(v) for k, v in environment_of(init).items()}
-    for var, topic in EXPECTED_TOPICS.items():
-        assert env.get(var) == topic, f"kafka-init {var}"
-    assert env.get("TOPIC_PARTITIONS") == "3"
+    env = environment_of(init)
     assert env.get("BOOTSTRAP_SERVER") == "broker:9092"
     script = "\n".join(init["command"]) if isinstance(init["command"], list) else init["command"]
     assert "--create" in script
     assert "--if-not-exists" in script, "re-running kafka-init must be harmless"
-    for var in (*EXPECTED_TOPICS, "TOPIC_PARTITIONS", "BOOTSTRAP_SERVER"):
-        assert f"${var}" in script, f"the kafka-init script ignores ${var}"
+    assert "$BOOTSTRAP_SERVER" in script
 
 
-def test_kafka_init_dead_letter_topic_matches_detector(resolved: dict[str, dict[str, Any]]) -> None:
+def test_kafka_init_reads_the_topic_list_mounted_read_only(
+    resolved: dict[str, dict[str, Any]],
+) -> None:
+    """The image has none of our code: the topics come from kafka/topics.txt, which
+    tests/unit/test_topics.py keeps equal to what fraudcore/core/topics.py declares."""
     init = resolved[KAFKA_FILE]["services"]["kafka-init"]
+    mounts = [str(volume).split(":") for volume in init.get("volumes", [])]
+    assert ["./kafka/topics.txt", TOPIC_LIST_IN_CONTAINER, "ro"] in mounts, mounts
+    assert TOPIC_LIST.read_text() == topics.topic_list()
+    script = "\n".join(init["command"])
+    assert f"< {TOPIC_LIST_IN_CONTAINER}" in script
+    for literal in (str(DEAD_LETTER_MAX_MESSAGE_BYTES), *EXPECTED_TOPICS.values()):
+        assert literal not in " ".join(walk_strings(init)), f"kafka-init keeps a copy of {literal}"
+    # Each topic's setting and the partition count come through from the shell or .env.
     env = environment_of(init)
-    assert int(env["DEAD_LETTER_MAX_MESSAGE_BYTES"]) == DEAD_LETTER_MAX_MESSAGE_BYTES
-    assert "max.message.bytes=$DEAD_LETTER_MAX_MESSAGE_BYTES" in "\n".join(init["command"])
+    for name in (*topics.SETTINGS, topics.PARTITIONS_SETTING):
+        assert name in env, f"kafka-init does not pass {name} through"
+        assert env[name] is None, f"{name}: pass it through (no value), as topics.txt has it"
 
 
-def test_topics_agree_between_the_files(resolved: dict[str, dict[str, Any]]) -> None:
-    init_env = environment_of(resolved[KAFKA_FILE]["services"]["kafka-init"])
+def test_kafka_init_creates_the_declared_topics(
+    resolved: dict[str, dict[str, Any]], dotenv: dict[str, str], tmp_path: Path
+) -> None:
+    """The script as the container runs it, with .env alone and with nothing at all: the topics
+    of fraudcore/core/topics.py, the dead-letter topic's size limit included."""
+    init = resolved[KAFKA_FILE]["services"]["kafka-init"]
+    for case, variables in (("dotenv", dotenv), ("no-variables", {})):
+        calls = run_kafka_init(init, variables, tmp_path / case)
+        assert calls.topics == expected_topics(variables), case
+        assert calls.topics[topics.DEAD_LETTER_TOPIC] == (
+            topics.PARTITIONS,
+            {"max.message.bytes": str(DEAD_LETTER_MAX_MESSAGE_BYTES)},
+        )
+        assert set(calls.topics) == set(EXPECTED_TOPICS.values())
+
+
+def test_kafka_init_takes_the_names_and_partitions_of_the_variables(
+    resolved: dict[str, dict[str, Any]], dotenv: dict[str, str], tmp_path: Path
+) -> None:
+    init = resolved[KAFKA_FILE]["services"]["kafka-init"]
+    variables = dotenv | {
+        "TRANSACTIONS_TOPIC": "custom.in",
+        "DEAD_LETTER_TOPIC": "custom.invalid",
+        "TRANSACTIONS_TOPIC_PARTITIONS": "5",
+    }
+    calls = run_kafka_init(init, variables, tmp_path)
+    assert calls.topics == expected_topics(variables)
+    assert calls.topics["custom.invalid"] == (5, topics.default_topics()[3].configs)
+    assert calls.topics["custom.in"] == (5, {})
+    assert calls.topics[dotenv["LEGIT_TOPIC"]] == (5, {})
+
+
+def test_topics_agree_between_the_files(
+    resolved: dict[str, dict[str, Any]], dotenv: dict[str, str], tmp_path: Path
+) -> None:
+    """What kafka-init creates (.env's names, else the topic list's) is what the apps use."""
+    created = run_kafka_init(resolved[KAFKA_FILE]["services"]["kafka-init"], dotenv, tmp_path)
     for service in SERVICES:
         env = environment_of(resolved[APP_FILE]["services"][service])
         for var in EXPECTED_TOPICS:
             if var in env:
-                assert env[var] == init_env[var], f"{service} {var}"
-        assert as_str(env["TRANSACTIONS_TOPIC_PARTITIONS"]) == as_str(init_env["TOPIC_PARTITIONS"])
+                assert env[var] in created.topics, f"{service} {var}: kafka-init does not create it"
+        partitions = int(as_str(env["TRANSACTIONS_TOPIC_PARTITIONS"]))
+        assert {count for count, _ in created.topics.values()} == {partitions}, service
 
 
 # --------------------------------------------------------------------------- app services
