@@ -30,14 +30,8 @@ def required_topics(settings: DetectorSettings) -> list[TopicSpec]:
 
 
 def make_consumer(settings: DetectorSettings) -> Consumer:
-    """A group member that never commits by itself and reads only committed input.
-
-    It learns the input's partitions before it joins the group: a member that leads the group
-    while its metadata has no partitions for the topic yet (a topic created a moment ago)
-    assigns nothing, and kafka-python rebalances only once its metadata is refreshed, after
-    metadata_max_age_ms (5 minutes). Seen as a detector idle with `assigned partitions: []`.
-    """
-    consumer = kafka_port.new_consumer(
+    """A group member that never commits by itself and reads only committed input."""
+    return kafka_port.new_consumer(
         settings,
         "detector",
         group_id=settings.consumer_group,
@@ -53,8 +47,6 @@ def make_consumer(settings: DetectorSettings) -> Consumer:
         # off, fetching a record costs ~7% less CPU (bench/, README "Performance").
         metrics_enabled=False,
     )
-    consumer.learn_partitions(settings.transactions_topic)
-    return consumer
 
 
 def make_producer(settings: DetectorSettings) -> Producer:

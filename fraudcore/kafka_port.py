@@ -198,13 +198,6 @@ class Consumer:
         """on_revoked and on_assigned run inside poll(), which wraps what they raise."""
         self._consumer.subscribe([topic], listener=_Listener(on_revoked, on_assigned))
 
-    def learn_partitions(self, topic: str) -> None:
-        """Fetch the topic's metadata now, if this client does not know its partitions yet."""
-        try:
-            self._consumer.partitions_for_topic(topic)
-        except KafkaError as exc:
-            raise client_error(exc) from exc
-
     def poll(self, timeout_ms: int) -> Mapping[TopicPartition, list[ConsumedRecord]]:
         try:
             return self._consumer.poll(timeout_ms=timeout_ms)  # type: ignore[no-any-return]
