@@ -9,12 +9,15 @@ one; tests/compose keeps the checks of each file as written.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.compose.compose_files import REPO, parse_listeners, walk_strings
 from tests.docker.engine import Compose, unique
+
+REPO_TOPICS = REPO / "kafka" / "topics.txt"
 
 pytestmark = pytest.mark.docker
 
@@ -176,7 +179,10 @@ def test_secure_commands_replace_the_base_ones(models: dict[str, dict[str, Any]]
     assert "kafka-acls.sh" not in base_init["command"][-1], "the secure script replaces it"
     env = _env(init)
     assert env["BOOTSTRAP_SERVER"] == "broker:9092", "from the base file"
-    assert env["DEAD_LETTER_MAX_MESSAGE_BYTES"] == "2097152", "from the base file"
+    topic_list = [v for v in init.get("volumes", []) if v["target"] == "/etc/fraud/topics.txt"]
+    assert [(Path(v["source"]), v.get("read_only")) for v in topic_list] == [(REPO_TOPICS, True)], (
+        "the base file's read-only kafka/topics.txt, generated from fraudcore/core/topics.py"
+    )
     app_env = _env(_service(models["app + secure"], "detector"))
     assert env["CONSUMER_GROUP"] == app_env["CONSUMER_GROUP"], "the ACL names the app's group"
 
