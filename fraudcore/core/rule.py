@@ -49,6 +49,12 @@ def classify(
     return FRAUD if is_fraud(amount, threshold) else LEGIT
 
 
+# The header on every fraud record: the rules that fired, comma-separated, in this order.
+HEADER_RULES = "fraud.rules"
+RULE_AMOUNT = "amount"
+RULE_VELOCITY = "velocity"
+RULES = (RULE_AMOUNT, RULE_VELOCITY)
+
 # Headers added to a dead-lettered record, so an operator can find and replay its source.
 HEADER_REASON = "error.reason"
 HEADER_SOURCE_TOPIC = "error.source.topic"
