@@ -98,7 +98,9 @@ class Generator:
 
     def run(self) -> int:
         settings = self.settings
-        factory = TransactionFactory(settings.random_seed)
+        factory = TransactionFactory(
+            settings.random_seed, account_pool_size=settings.account_pool_size
+        )
         # Fetch the topic's metadata first, so the first send does not stall the schedule.
         self.producer.partitions_for(settings.transactions_topic)
         freeze_startup_heap()

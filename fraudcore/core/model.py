@@ -2,7 +2,8 @@
 
 The generator makes one of these per record, so making one is kept cheap (a few microseconds):
 a tuple rather than a frozen dataclass, one clock reading formatted per millisecond, and uuid4
-text formatted directly rather than through a UUID object.
+text formatted directly rather than through a UUID object. The pool of accounts is drawn once,
+when the factory is made.
 """
 
 from __future__ import annotations
@@ -18,8 +19,12 @@ from typing import NamedTuple
 CURRENCY = "EUR"
 ACCOUNT_ID_LENGTH = 6
 ACCOUNT_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-# A bounded pool of accounts so that keys repeat and per-account ordering means something.
-ACCOUNT_POOL_SIZE = 1000
+# A bounded pool of distinct accounts so that keys repeat and per-account ordering means
+# something. At least two: a transaction's source and target differ. At most a million, which
+# takes about two seconds to draw; 6 characters of 36 symbols allow ~2.2 billion ids.
+DEFAULT_ACCOUNT_POOL_SIZE = 1000
+MIN_ACCOUNT_POOL_SIZE = 2
+MAX_ACCOUNT_POOL_SIZE = 1_000_000
 MIN_AMOUNT_CENTS = 100  # 1.00
 MAX_AMOUNT_CENTS = 100_000  # 1000.00
 
@@ -54,19 +59,55 @@ def uuid4_text(bits: int) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+def check_account_pool_size(size: int) -> int:
+    """`size` if a pool can have that many accounts, else ValueError saying why."""
+    if not MIN_ACCOUNT_POOL_SIZE <= size <= MAX_ACCOUNT_POOL_SIZE:
+        raise ValueError(
+            f"the account pool needs {MIN_ACCOUNT_POOL_SIZE} to {MAX_ACCOUNT_POOL_SIZE:,} "
+            f"accounts (a transaction's source and target differ), got {size}"
+        )
+    return size
+
+
+def draw_accounts(rng: random.Random, size: int) -> list[str]:
+    """`size` distinct random account ids, in the order drawn.
+
+    An id drawn before is skipped and drawn again, so a pool without repeats (the default pool,
+    for all but about one seed in 4,000) is the same as when repeats were kept.
+    """
+    choices = rng.choices
+    seen: set[str] = set()
+    accounts: list[str] = []
+    while len(accounts) < size:
+        account = "".join(choices(ACCOUNT_ALPHABET, k=ACCOUNT_ID_LENGTH))
+        if account not in seen:
+            seen.add(account)
+            accounts.append(account)
+    return accounts
+
+
 class TransactionFactory:
     """Makes random transactions; the same seed gives the same ids, accounts and amounts.
 
-    Amounts are whole cents drawn uniformly from 1.00 to 1000.00, so about 10% exceed 900.
+    Source and target are two different accounts of a pool of `account_pool_size` distinct
+    ones. Amounts are whole cents drawn uniformly from 1.00 to 1000.00, so about 10% exceed 900.
     """
 
-    def __init__(self, seed: int | None = None, clock: Callable[[], str] = utc_now_iso) -> None:
+    def __init__(
+        self,
+        seed: int | None = None,
+        clock: Callable[[], str] = utc_now_iso,
+        account_pool_size: int = DEFAULT_ACCOUNT_POOL_SIZE,
+    ) -> None:
+        check_account_pool_size(account_pool_size)
         self._rng = random.Random(seed)
         self._clock = clock
-        self._accounts = [
-            "".join(self._rng.choices(ACCOUNT_ALPHABET, k=ACCOUNT_ID_LENGTH))
-            for _ in range(ACCOUNT_POOL_SIZE)
-        ]
+        self._accounts = draw_accounts(self._rng, account_pool_size)
+
+    @property
+    def accounts(self) -> tuple[str, ...]:
+        """The pool, in the order drawn."""
+        return tuple(self._accounts)
 
     def next(self) -> Transaction:
         rng, accounts = self._rng, self._accounts
