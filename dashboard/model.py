@@ -7,6 +7,11 @@ Rates come from the records' own timestamps, counted per second: the rate of a t
 number of its records stamped within the last RATE_WINDOW_SECONDS complete seconds (the second
 in progress is left out: its records are still arriving), divided by the window. A dashboard
 that falls a little behind therefore still shows the rate at which records were written.
+
+Fraud is also counted by the value of its `fraud.rules` header, the rules that fired
+("amount", "velocity", "amount,velocity"), each value a bucket of its own. A fraud record
+without that header (from a detector older than the velocity rule) counts under
+NO_RULES_HEADER, not as amount-only: the dashboard cannot tell which rule a detector used.
 """
 
 from __future__ import annotations
@@ -15,14 +20,27 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from itertools import combinations
 
 from fraudcore.core.codec import InvalidTransactionError, decode
-from fraudcore.core.rule import HEADER_REASON
+from fraudcore.core.rule import HEADER_REASON, HEADER_RULES, RULES
 
 INPUT, LEGIT, FRAUD, DEAD_LETTER = "input", "legit", "fraud", "dead-letter"
 ROLES = (INPUT, LEGIT, FRAUD, DEAD_LETTER)
 RATE_WINDOW_SECONDS = 5
 LATEST_FRAUD = 8
+
+# The values of the fraud.rules header a detector writes, in the order shown: each non-empty
+# combination of the rules, the rules in their declared order ("amount", "velocity",
+# "amount,velocity"). Always shown, with 0 when none was read.
+KNOWN_RULES = tuple(
+    ",".join(combo) for n in range(1, len(RULES) + 1) for combo in combinations(RULES, n)
+)
+NO_RULES_HEADER = "(no rules header)"
+EMPTY_RULES = "(empty)"
+OTHER_RULES = "(other)"  # beyond MAX_RULE_VALUES values the view has never heard of
+MAX_RULE_VALUES = 8
+RULES_WIDTH = 24  # an unknown value is shown cut to this many characters
 
 
 @dataclass(frozen=True)
@@ -33,6 +51,17 @@ class FraudRow:
     amount: str
     currency: str
     id: str
+    rules: str = NO_RULES_HEADER  # the fraud.rules header, as counted in fraud_by_rule
+
+
+@dataclass(frozen=True)
+class RuleCount:
+    """The fraud records of one fraud.rules value."""
+
+    rules: str
+    rate: float  # records/s over the window
+    total: int  # records read since the dashboard started (live only)
+    share: float | None  # of all fraud read; None when no fraud was read
 
 
 @dataclass(frozen=True)
@@ -59,6 +88,9 @@ class DashboardView:
     window_seconds: int
     fraud_share_window: float | None  # fraud / (legit + fraud), None when there is none
     fraud_share_total: float | None
+    # KNOWN_RULES, the other values (most first), OTHER_RULES, NO_RULES_HEADER: the last three
+    # only once read
+    fraud_by_rule: tuple[RuleCount, ...]
     dead_letters: tuple[tuple[str, int], ...]  # (reason code, count), most frequent first
     dead_letters_total: int
     lag: tuple[PartitionLag, ...]
@@ -83,6 +115,8 @@ class DashboardState:
     totals: Counter[str] = field(default_factory=Counter)
     dead_letters: Counter[str] = field(default_factory=Counter)
     latest_fraud: list[tuple[int, FraudRow]] = field(default_factory=list)  # newest first
+    rules_per_second: dict[str, Counter[int]] = field(default_factory=dict)
+    rules_totals: Counter[str] = field(default_factory=Counter)
     lag: tuple[PartitionLag, ...] = ()
     lag_error: str | None = None
     missing_topics: tuple[str, ...] = ()
@@ -108,17 +142,28 @@ class DashboardState:
         if role == DEAD_LETTER:
             self.dead_letters[_reason(headers)] += 1
         elif role == FRAUD:
+            rules = self._rules_bucket(_rules(headers))
+            if live:
+                self.rules_per_second.setdefault(rules, Counter())[timestamp_ms // 1000] += 1
+                self.rules_totals[rules] += 1
             # Partitions are read in no particular order: keep the newest (of equal times, the
             # one read last), by the time shown: the transaction's own, else the record's.
-            when_ms, row = _fraud_row(timestamp_ms, value)
+            when_ms, row = _fraud_row(timestamp_ms, value, rules)
             self.latest_fraud.insert(0, (when_ms, row))
             self.latest_fraud.sort(key=lambda item: item[0], reverse=True)
             del self.latest_fraud[LATEST_FRAUD:]
 
+    def _rules_bucket(self, rules: str) -> str:
+        """`rules`, or OTHER_RULES once MAX_RULE_VALUES unexpected values have been seen."""
+        if rules in KNOWN_RULES or rules in self.rules_totals or rules == NO_RULES_HEADER:
+            return rules
+        unexpected = set(self.rules_totals) - {*KNOWN_RULES, NO_RULES_HEADER, OTHER_RULES}
+        return rules if len(unexpected) < MAX_RULE_VALUES else OTHER_RULES
+
     def forget_before(self, now: float) -> None:
         """Drop per-second counts that no window can use any more."""
         oldest = int(now) - RATE_WINDOW_SECONDS - 2
-        for counts in self.per_second.values():
+        for counts in (*self.per_second.values(), *self.rules_per_second.values()):
             for second in [s for s in counts if s < oldest]:
                 del counts[second]
 
@@ -128,12 +173,24 @@ class DashboardState:
         self.lag_error = error
 
     def rate(self, role: str, now: float) -> float:
-        counts = self.per_second.get(role)
-        if not counts:
-            return 0.0
-        last_complete = int(now) - 1
-        seconds = range(last_complete - RATE_WINDOW_SECONDS + 1, last_complete + 1)
-        return sum(counts.get(s, 0) for s in seconds) / RATE_WINDOW_SECONDS
+        return _rate(self.per_second.get(role), now)
+
+    def fraud_by_rule(self, now: float) -> tuple[RuleCount, ...]:
+        fraud = sum(self.rules_totals.values())
+        seen = sorted(
+            (rules for rules in self.rules_totals if rules not in KNOWN_RULES),
+            # the unexpected values, most frequent first, then the catch-alls
+            key=lambda r: (r == NO_RULES_HEADER, r == OTHER_RULES, -self.rules_totals[r], r),
+        )
+        return tuple(
+            RuleCount(
+                rules,
+                _rate(self.rules_per_second.get(rules), now),
+                self.rules_totals[rules],
+                self.rules_totals[rules] / fraud if fraud else None,
+            )
+            for rules in (*KNOWN_RULES, *seen)
+        )
 
     def view(self, now: float, clock_text: str) -> DashboardView:
         rates = {role: self.rate(role, now) for role in ROLES}
@@ -147,6 +204,7 @@ class DashboardState:
             window_seconds=RATE_WINDOW_SECONDS,
             fraud_share_window=_share(rates[FRAUD], rates[LEGIT]),
             fraud_share_total=_share(self.totals[FRAUD], self.totals[LEGIT]),
+            fraud_by_rule=self.fraud_by_rule(now),
             dead_letters=tuple(sorted(self.dead_letters.items(), key=lambda kv: (-kv[1], kv[0]))),
             dead_letters_total=sum(self.dead_letters.values()),
             lag=self.lag,
@@ -155,6 +213,14 @@ class DashboardState:
             status=self.status,
             updated_at=clock_text,
         )
+
+
+def _rate(counts: Counter[int] | None, now: float) -> float:
+    if not counts:
+        return 0.0
+    last_complete = int(now) - 1
+    seconds = range(last_complete - RATE_WINDOW_SECONDS + 1, last_complete + 1)
+    return sum(counts.get(s, 0) for s in seconds) / RATE_WINDOW_SECONDS
 
 
 def _share(fraud: float, legit: float) -> float | None:
@@ -170,13 +236,26 @@ def _reason(headers: list[tuple[str, bytes]] | None) -> str:
     return "(no reason header)"
 
 
-def _fraud_row(timestamp_ms: int, value: bytes | None) -> tuple[int, FraudRow]:
+def _rules(headers: list[tuple[str, bytes]] | None) -> str:
+    """The fraud.rules header as shown: "amount,velocity" stays as it is, an unexpected value is
+    cut to RULES_WIDTH printable characters, and no header is NO_RULES_HEADER."""
+    for key, value in headers or ():
+        if key == HEADER_RULES:
+            text = (value or b"").decode("utf-8", errors="replace").strip()
+            if text in KNOWN_RULES:
+                return text
+            text = "".join(c if c.isprintable() else "?" for c in text)
+            return _shorten(text, RULES_WIDTH) or EMPTY_RULES
+    return NO_RULES_HEADER
+
+
+def _fraud_row(timestamp_ms: int, value: bytes | None, rules: str) -> tuple[int, FraudRow]:
     """(the time it is sorted by, in ms; the row shown)."""
     try:
         tx = decode(value)
     except InvalidTransactionError:
         text = (value or b"").decode("utf-8", errors="replace")
-        return timestamp_ms, FraudRow("", "?", "?", "?", "", _shorten(text, 36))
+        return timestamp_ms, FraudRow("", "?", "?", "?", "", _shorten(text, 36), rules)
     when_ms = _epoch_ms(tx.timestamp) if tx.timestamp else None
     if when_ms is None:
         when_ms = timestamp_ms
@@ -188,6 +267,7 @@ def _fraud_row(timestamp_ms: int, value: bytes | None) -> tuple[int, FraudRow]:
         amount=_amount(tx.amount),
         currency=tx.currency,
         id=tx.id or "",
+        rules=rules,
     )
 
 

@@ -8,7 +8,16 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from dashboard.model import DEAD_LETTER, FRAUD, INPUT, LEGIT, ROLES, DashboardView
+from dashboard.model import (
+    DEAD_LETTER,
+    FRAUD,
+    INPUT,
+    KNOWN_RULES,
+    LEGIT,
+    NO_RULES_HEADER,
+    ROLES,
+    DashboardView,
+)
 
 ROLE_STYLE = {INPUT: "cyan", LEGIT: "green", FRAUD: "bold red", DEAD_LETTER: "yellow"}
 
@@ -30,6 +39,7 @@ def render(view: DashboardView, footer: str = "q or Ctrl-C quits") -> Renderable
     parts += [
         _topics(view),
         _fraud_share(view),
+        _fraud_by_rule(view),
         _side_by_side(_dead_letters(view), _lag(view)),
         _latest_fraud(view),
     ]
@@ -67,6 +77,33 @@ def _fraud_share(view: DashboardView) -> Text:
         f" over the last {view.window_seconds}s, ",
         (_percent(view.fraud_share_total), "bold"),
         " of all legit + fraud read",
+    )
+
+
+def _rules_text(rules: str) -> Text:
+    """A fraud.rules value; the ones no detector writes are dimmed."""
+    return Text(rules, style="" if rules in KNOWN_RULES else "dim")
+
+
+def _fraud_by_rule(view: DashboardView) -> Panel:
+    table = Table(box=None, show_header=True, pad_edge=False)
+    table.add_column("rules")
+    table.add_column(f"tx/s ({view.window_seconds}s)", justify="right")
+    table.add_column("read", justify="right")
+    table.add_column("of fraud read", justify="right")
+    for count in view.fraud_by_rule:
+        table.add_row(
+            _rules_text(count.rules),
+            f"{count.rate:,.1f}",
+            f"{count.total:,}",
+            _percent(count.share),
+        )
+    return Panel(
+        table,
+        title="fraud by rule (fraud.rules header)",
+        title_align="left",
+        border_style=ROLE_STYLE[FRAUD],
+        expand=False,
     )
 
 
@@ -118,14 +155,23 @@ def _side_by_side(left: RenderableType, right: RenderableType) -> Table:
 
 def _latest_fraud(view: DashboardView) -> Panel:
     table = Table(box=None, show_header=True, pad_edge=False)
-    table.add_column("time (UTC)")
-    table.add_column("source")
-    table.add_column("target")
-    table.add_column("amount", justify="right")
+    # Only the id gives way on a narrow screen (an ellipsis at its end): at 100 columns, with
+    # "amount,velocity" and "1,000.00 EUR" on screen, it loses its last two characters.
+    table.add_column("time (UTC)", no_wrap=True)
+    table.add_column("source", no_wrap=True)
+    table.add_column("target", no_wrap=True)
+    table.add_column("amount", justify="right", no_wrap=True)
+    table.add_column("rules", no_wrap=True)
     table.add_column("id", overflow="ellipsis", no_wrap=True, max_width=36)
     for row in view.latest_fraud:
+        rules = Text("-", style="dim") if row.rules == NO_RULES_HEADER else _rules_text(row.rules)
         table.add_row(
-            row.timestamp, row.source, row.target, f"{row.amount} {row.currency}".strip(), row.id
+            row.timestamp,
+            row.source,
+            row.target,
+            f"{row.amount} {row.currency}".strip(),
+            rules,
+            row.id,
         )
     body: RenderableType = table if view.latest_fraud else Text("none yet", style="dim")
     return Panel(body, title="latest fraud", title_align="left", border_style=ROLE_STYLE[FRAUD])

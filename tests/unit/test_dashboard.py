@@ -12,18 +12,25 @@ from dashboard.app import Keys, export_text
 from dashboard.config import DashboardSettings
 from dashboard.model import (
     DEAD_LETTER,
+    EMPTY_RULES,
     FRAUD,
     INPUT,
+    KNOWN_RULES,
     LATEST_FRAUD,
     LEGIT,
+    MAX_RULE_VALUES,
+    NO_RULES_HEADER,
+    OTHER_RULES,
     RATE_WINDOW_SECONDS,
     DashboardState,
     PartitionLag,
+    RuleCount,
     lag_from_offsets,
 )
 from dashboard.render import render
 from detector.config import DetectorSettings
 from fraudcore.config import load_settings
+from fraudcore.core.rule import HEADER_RULES, RULE_AMOUNT, RULE_VELOCITY
 from tests.samples import tutorial_record
 
 NOW = 1_796_000_100.5  # seconds; the last complete second is NOW - 1.5
@@ -106,6 +113,119 @@ def test_a_fraud_record_without_timestamp_uses_the_record_time() -> None:
     (row,) = s.view(NOW, "t").latest_fraud
     assert row.timestamp == "00:53:20.250"
     assert row.amount == "901.50"
+
+
+def rules_header(value: bytes) -> list[tuple[str, bytes]]:
+    return [("origin", b"x"), (HEADER_RULES, value)]
+
+
+def test_the_known_rules_are_each_combination_in_the_declared_order() -> None:
+    assert KNOWN_RULES == ("amount", "velocity", "amount,velocity")
+    assert KNOWN_RULES[:2] == (RULE_AMOUNT, RULE_VELOCITY)
+
+
+def test_fraud_is_counted_by_its_rules_header() -> None:
+    s = state()
+    stamp = (int(NOW) - 2) * 1000
+    for _ in range(6):
+        s.add(FRAUD, stamp, fraud_value(1), rules_header(b"amount"))
+    for _ in range(3):
+        s.add(FRAUD, stamp, fraud_value(2), rules_header(b"velocity"))
+    s.add(FRAUD, stamp, fraud_value(3), rules_header(b"amount,velocity"))
+    s.add(FRAUD, stamp, fraud_value(4), rules_header(b"velocity"), live=False)  # not counted
+    s.add(FRAUD, stamp, fraud_value(5))  # an older detector: no header, not taken for amount
+    s.add(FRAUD, (int(NOW) - 60) * 1000, fraud_value(6), rules_header(b"amount"))  # too old
+    view = s.view(NOW, "t")
+    window = RATE_WINDOW_SECONDS
+    assert view.fraud_by_rule == (
+        RuleCount("amount", 6 / window, 7, 7 / 12),
+        RuleCount("velocity", 3 / window, 3, 3 / 12),
+        RuleCount("amount,velocity", 1 / window, 1, 1 / 12),
+        RuleCount(NO_RULES_HEADER, 1 / window, 1, 1 / 12),
+    )
+    assert sum(count.total for count in view.fraud_by_rule) == view.totals[FRAUD] == 12
+    rows = {row.id: row.rules for row in view.latest_fraud}
+    assert rows == {
+        "id-1": "amount",
+        "id-2": "velocity",
+        "id-3": "amount,velocity",
+        "id-4": "velocity",
+        "id-5": NO_RULES_HEADER,
+        "id-6": "amount",
+    }
+
+
+def test_with_no_fraud_read_the_known_rules_show_zero() -> None:
+    s = state()
+    s.add(FRAUD, 0, fraud_value(1), rules_header(b"amount"), live=False)
+    assert s.view(NOW, "t").fraud_by_rule == tuple(
+        RuleCount(rules, 0.0, 0, None) for rules in KNOWN_RULES
+    )
+
+
+def test_unexpected_rules_values_are_shown_as_written_and_capped() -> None:
+    s = state()
+    s.add(FRAUD, 0, fraud_value(1), rules_header(b"velocity,amount"))  # not the declared order
+    s.add(FRAUD, 0, fraud_value(2), rules_header(b"  "))
+    s.add(FRAUD, 0, fraud_value(3), rules_header(b"geo\nfence \xff" + b"x" * 40))
+    s.add(FRAUD, 0, b"not json", rules_header(b" amount "))
+    for n in range(MAX_RULE_VALUES + 2):
+        s.add(FRAUD, 0, fraud_value(4), rules_header(b"rule-%d" % n))
+    s.add(FRAUD, 0, fraud_value(5), rules_header(b"velocity,amount"))  # seen before: its own
+    totals = {count.rules: count.total for count in s.view(NOW, "t").fraud_by_rule}
+    odd = "geo?fence \ufffd" + "x" * 12 + "…"
+    expected = {"amount": 1, "velocity": 0, "amount,velocity": 0, "velocity,amount": 2}
+    expected |= {EMPTY_RULES: 1, odd: 1, OTHER_RULES: 5}
+    expected |= {f"rule-{n}": 1 for n in range(MAX_RULE_VALUES - 3)}
+    assert totals == expected
+    s.add(FRAUD, 0, fraud_value(6))
+    order = [count.rules for count in s.view(NOW, "t").fraud_by_rule]
+    assert order[:5] == [*KNOWN_RULES, "velocity,amount", EMPTY_RULES]  # then the most frequent
+    assert order[-2:] == [OTHER_RULES, NO_RULES_HEADER]  # the catch-alls last
+
+
+def test_an_undecodable_fraud_value_still_shows_its_rules() -> None:
+    s = state()
+    s.add(FRAUD, 0, b"not json", rules_header(b" velocity "))
+    (row,) = s.view(NOW, "t").latest_fraud
+    assert (row.source, row.id, row.rules) == ("?", "not json", "velocity")
+
+
+def test_rule_rates_forget_old_seconds_too() -> None:
+    s = state()
+    s.add(FRAUD, (int(NOW) - 60) * 1000, fraud_value(1), rules_header(b"amount"))
+    s.add(FRAUD, (int(NOW) - 2) * 1000, fraud_value(2), rules_header(b"amount"))
+    s.forget_before(NOW)
+    assert list(s.rules_per_second["amount"]) == [int(NOW) - 2]
+    assert s.rules_totals["amount"] == 2
+
+
+def test_render_shows_fraud_by_rule_and_the_rules_of_each_row() -> None:
+    s = state()
+    stamp = (int(NOW) - 2) * 1000
+    s.add(FRAUD, stamp, fraud_value(1), rules_header(b"amount"))
+    s.add(FRAUD, stamp + 1, fraud_value(2), rules_header(b"amount,velocity"))
+    s.add(FRAUD, stamp + 2, fraud_value(3), rules_header(b"velocity"))
+    s.add(FRAUD, stamp + 3, fraud_value(4))
+    text = text_of(s)
+    assert "fraud by rule" in text
+    table = text[text.index("fraud by rule") : text.index("latest fraud")]
+    for rules in (*KNOWN_RULES, NO_RULES_HEADER):
+        assert f"│ {rules} " in table, table
+    assert "25.0%" in table
+    rows = {line.split()[7]: line.split()[6] for line in text.splitlines() if "id-" in line}
+    assert rows == {"id-1": "amount", "id-2": "amount,velocity", "id-3": "velocity", "id-4": "-"}
+
+
+def test_rules_and_a_real_id_fit_in_100_columns_without_wrapping() -> None:
+    s = state()
+    value = (
+        b'{"id":"0b5a4e8e-2a34-4d43-9e59-7a3b8f0c1d2e","source":"ABC123","target":"XYZ789",'
+        b'"amount":1000.00,"currency":"EUR","timestamp":"2026-11-29T15:03:04.751Z"}'
+    )
+    s.add(FRAUD, 0, value, rules_header(b"amount,velocity"))
+    (row,) = [line for line in text_of(s, width=100).splitlines() if "ABC123" in line]
+    assert "1,000.00 EUR  amount,velocity  0b5a4e8e-2a34-4d43-9e59-7a3b8f0c1d" in row
 
 
 def test_lag_per_partition() -> None:
