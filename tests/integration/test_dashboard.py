@@ -19,10 +19,11 @@ import pytest
 
 from dashboard.app import TopicReader, collect, export_text
 from dashboard.config import DashboardSettings
-from dashboard.model import DEAD_LETTER, INPUT, DashboardState
+from dashboard.model import DEAD_LETTER, FRAUD, INPUT, NO_RULES_HEADER, DashboardState
 from fraudcore.config import load_settings
 from fraudcore.core.codec import encode, encode_key
 from fraudcore.core.model import TransactionFactory
+from fraudcore.core.rule import HEADER_RULES
 from fraudcore.runtime import StopFlag
 from kafka import KafkaProducer
 from tests.kafka_helpers import (
@@ -132,6 +133,47 @@ def test_rates_start_a_few_seconds_back_and_dead_letters_from_the_beginning(
     assert state.totals[INPUT] == 3  # the live view starts a few seconds back, not at 0
     assert state.totals[DEAD_LETTER] == 10  # every dead letter, however old
     assert dict(state.dead_letters) == {"(no reason header)": 10}
+
+
+def test_fraud_is_counted_by_the_rules_header_it_was_written_with(
+    bootstrap: str, topics: Topics, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The header as a detector writes it, through a real broker (no detector needed)."""
+    for name in (topics.input, topics.legit, topics.invalid):
+        create_topic(bootstrap, name, partitions=1)
+    create_topic(bootstrap, topics.fraud, partitions=2)
+    written = {"amount": 3, "velocity": 2, "amount,velocity": 1, None: 1}
+    factory = TransactionFactory(seed=13, account_pool_size=2)
+    rules_of: dict[str, str] = {}
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    try:
+        for rules, count in written.items():
+            for tx in factory.take(count):
+                headers = [] if rules is None else [(HEADER_RULES, rules.encode())]
+                producer.send(topics.fraud, encode(tx), encode_key(tx), headers=headers)
+                rules_of[str(tx.id)] = rules or NO_RULES_HEADER
+        producer.flush(timeout=30)
+    finally:
+        producer.close()
+    for name, value in topics.env(bootstrap).items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings(DashboardSettings)
+    state = DashboardState(settings.kafka_broker_url, settings.consumer_group, {})
+    reader = TopicReader(settings, state)
+    state.topics = dict(reader.topics)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and state.totals[FRAUD] < len(rules_of):
+            collect(reader, StopFlag(), 0.5)
+    finally:
+        reader.close()
+    view = state.view(time.time(), "now")
+    totals = {count.rules: count.total for count in view.fraud_by_rule}
+    assert totals == {rules or NO_RULES_HEADER: count for rules, count in written.items()}
+    assert {row.id: row.rules for row in view.latest_fraud} == rules_of
+    text = export_text(state, width=120)
+    assert "fraud by rule" in text
+    assert "amount,velocity" in text
 
 
 def dashboard_env(bootstrap: str, topics: Topics) -> dict[str, str]:
