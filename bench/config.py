@@ -28,11 +28,14 @@ class BenchConfig:
     latency_rates: tuple[int, ...]
     latency_seconds: float
     latency_warmup_seconds: float
+    # 2. the reference rows (bench/reference.py: Quix Streams, confluent-kafka), which need the
+    # venv that `make bench` installs bench/requirements.txt into: full runs only by default
+    reference: bool = True
     partitions: int = 3
     seed: int = 20_261_129
 
     @classmethod
-    def create(cls, quick: bool, scale: float = 1.0) -> BenchConfig:
+    def create(cls, quick: bool, scale: float = 1.0, reference: bool | None = None) -> BenchConfig:
         if not scale > 0:
             raise ValueError(f"scale must be positive, got {scale}")
 
@@ -54,6 +57,7 @@ class BenchConfig:
                 latency_rates=(1000, 5000),
                 latency_seconds=seconds(4, 1.5),
                 latency_warmup_seconds=seconds(1, 0.25),
+                reference=bool(reference),
             )
         return cls(
             mode=FULL,
@@ -66,16 +70,20 @@ class BenchConfig:
             latency_rates=(1000, 5000),
             latency_seconds=seconds(20, 1.5),
             latency_warmup_seconds=seconds(1, 0.25),
+            reference=reference is None or reference,
         )
 
     @classmethod
-    def from_env(cls, quick: bool | None = None, scale: float | None = None) -> BenchConfig:
-        """BENCH_QUICK=1 and BENCH_SCALE=<factor> apply unless the command line says otherwise."""
+    def from_env(
+        cls, quick: bool | None = None, scale: float | None = None, reference: bool | None = None
+    ) -> BenchConfig:
+        """BENCH_QUICK=1 and BENCH_SCALE=<factor> apply unless the command line says otherwise;
+        `reference` None: the mode's default."""
         if quick is None:
             quick = os.environ.get("BENCH_QUICK", "").strip().lower() in ("1", "true", "yes")
         if scale is None:
             scale = float(os.environ.get("BENCH_SCALE", "") or 1.0)
-        return cls.create(quick, scale)
+        return cls.create(quick, scale, reference)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

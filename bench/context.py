@@ -11,6 +11,7 @@ from typing import Any
 from bench.config import BenchConfig
 from bench.kafka_ops import run_tag
 from bench.procs import Process, service_env
+from bench.reference import reference_python
 
 log = logging.getLogger("bench")
 
@@ -44,6 +45,22 @@ class Context:
             "bench.baselines",
             [kind, "--bootstrap", self.bootstrap, *args],
             env,
+            self.logs / f"{label}.log",
+        )
+
+    def reference(self, kind: str, label: str, args: list[str]) -> Process:
+        """python -m bench.reference `kind` with the reference venv's interpreter."""
+        return Process(
+            [
+                str(reference_python()),
+                "-m",
+                "bench.reference",
+                kind,
+                "--bootstrap",
+                self.bootstrap,
+                *args,
+            ],
+            service_env({}),
             self.logs / f"{label}.log",
         )
 

@@ -41,6 +41,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="multiply record counts and durations (BENCH_SCALE); for tests of the bench itself",
     )
+    parser.add_argument(
+        "--reference",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the Quix Streams and confluent-kafka reference rows (default: full runs only; "
+        "they need the venv `make bench` installs)",
+    )
     parser.add_argument("--out", type=Path, default=None, help=f"default {DEFAULT_OUT}")
     parser.add_argument(
         "--bootstrap",
@@ -79,9 +86,7 @@ def measure(ctx: Context, sections: set[str]) -> dict[str, Any]:
     elif "detector" in sections:
         generator_bench.raw_producer(ctx, input_topic)
     if "detector" in sections:
-        consumers = detector_bench.consumers(ctx, input_topic)
-        results["detector"] = {g: consumers[g] for g in detector_bench.GUARANTEES}
-        results["baselines"] = {"raw_pipe": consumers["raw_pipe"], "naive": consumers["naive"]}
+        results.update(detector_bench.consumers(ctx, input_topic))
     if "kafka_tools" in sections:
         payloads = ctx.logs / "payloads.txt"
         payloads.write_bytes(b"\n".join(v for _, v in encoded_transactions(1000, cfg.seed)) + b"\n")
@@ -99,9 +104,10 @@ def measure(ctx: Context, sections: set[str]) -> dict[str, Any]:
     if "latency" in sections:
         results["latency"] = latency.all_runs(ctx, detector_bench.GUARANTEES)
     by_run = {
-        f"throughput, {g}": results["detector"][g]["peak_rss_mb"]
+        f"throughput, {g}{label}": results[key][g]["peak_rss_mb"]
+        for key, label in (("detector", ""), ("detector_velocity", ", velocity on"))
         for g in detector_bench.GUARANTEES
-        if "detector" in results
+        if key in results
     }
     for guarantee, by_rate in (results.get("latency") or {}).items():
         for rate, run in by_rate.items():
@@ -125,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s bench: %(message)s", stream=sys.stderr
     )
     logging.getLogger("kafka").setLevel(logging.ERROR)
-    config = BenchConfig.from_env(args.quick, args.scale)
+    config = BenchConfig.from_env(args.quick, args.scale, args.reference)
     sections = {s.strip() for s in args.only.split(",") if s.strip()}
     if unknown := sections - set(SECTIONS):
         print(f"bench: unknown section(s) {sorted(unknown)}; use {SECTIONS}", file=sys.stderr)
