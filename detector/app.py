@@ -4,6 +4,10 @@ The loop reads as poll -> classify -> send -> checkpoint. Offsets move only toge
 outputs (fraudcore/checkpoint.py): in exactly_once mode inside one Kafka transaction, in
 at_least_once mode by committing after every output has been acknowledged. What to do when a
 batch fails is fraudcore/error_policy.py's table; this module carries it out.
+
+With the velocity rule on, each assigned partition has a window (fraudcore/core/velocity.py)
+whose checkpoint goes with the partition's committed offset; whenever the detector goes back to
+the committed offsets (a new assignment, a failed batch) the window is rebuilt from the input.
 """
 
 from __future__ import annotations
@@ -13,15 +17,18 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 
-from detector.clients import make_consumer, make_producer, output_topics, required_topics
+from detector.clients import make_consumer, make_producer, required_topics
 from detector.config import DetectorSettings
+from detector.routing import Router
+from detector.windows import VelocityWindows
 from fraudcore import kafka_admin, service
 from fraudcore.checkpoint import Checkpoint
-from fraudcore.core.rule import Verdict, classify, dead_letter_headers
+from fraudcore.core.rule import RULES
 from fraudcore.error_policy import Action, decide
 from fraudcore.errors import ClientError, FencedError, KafkaSecurityError, NotAllowedError
 from fraudcore.health import Liveness
-from fraudcore.kafka_port import ConsumedRecord, Consumer, Output, Producer, TopicPartition
+from fraudcore.kafka_port import ConsumedRecord, Consumer, Producer, TopicPartition
+from fraudcore.kafka_reader import PartitionReader
 from fraudcore.metrics import DetectorMetrics
 from fraudcore.runtime import StatsLine, StopFlag, freeze_startup_heap
 
@@ -52,6 +59,7 @@ class Detector:
         metrics: DetectorMetrics | None = None,
         new_producer: Callable[[], Producer] | None = None,
         liveness: Liveness | None = None,
+        new_reader: Callable[[], PartitionReader] | None = None,
     ) -> None:
         self.settings = settings
         self.consumer = consumer
@@ -68,22 +76,30 @@ class Detector:
         self.liveness = liveness if liveness is not None else Liveness(float("inf"), clock)
         self._clock = clock
         self._exactly_once = settings.processing_guarantee == "exactly_once"
-        self._topics = output_topics(settings)
+        self._router = Router(settings, self.metrics.routed)
         self._commit_interval = settings.commit_interval_ms / 1000
         self._checkpoint: Checkpoint | None = None  # the open batch
         # The rebalance listener runs inside poll(): what it cannot do there waits for poll's end.
         self._revoking = False
         self._rewind_after_poll = False
         self._fatal: FatalDetectorError | None = None
+        # The velocity rule's state, None when it is off; new_reader reads the input back.
+        rule = settings.velocity_rule
+        self.windows: VelocityWindows | None = None
+        if rule is not None:
+            if new_reader is None:
+                raise ValueError("the velocity rule needs new_reader to rebuild its windows")
+            self.windows = VelocityWindows(rule, new_reader, settings.max_transaction_bytes)
         self.stats = StatsLine(log, settings.stats_interval_seconds, self._render)
 
     @staticmethod
     def _render(window: Counter[str], seconds: float) -> str:
         total = window["legit"] + window["fraud"] + window["invalid"]
         share = 100 * window["fraud"] / (window["legit"] + window["fraud"] or 1)
+        by_rule = ", ".join(f"{rule} {window['rule.' + rule]}" for rule in RULES)
         return (
             f"detector: {total / seconds:.1f} tx/s legit={window['legit']} fraud={window['fraud']} "
-            f"invalid={window['invalid']} fraud share {share:.1f}%"
+            f"({by_rule}) invalid={window['invalid']} fraud share {share:.1f}%"
         )
 
     def subscribe(self) -> None:
@@ -105,6 +121,8 @@ class Detector:
             return 1
         finally:
             self.stats.maybe_log(force=True)
+            if self.windows is not None:
+                self.windows.close()
         return 0
 
     def poll_once(self) -> None:
@@ -128,6 +146,12 @@ class Detector:
             self._rewind_after_poll = False
             self._rewind()
             return
+        if self.windows is not None and self.windows.unrestored:
+            # Newly assigned partitions: rebuild their windows at the committed offsets and go
+            # back there, so that state and position agree whatever the poll fetched.
+            restored = set(self.windows.unrestored)
+            self._reset(restored)
+            batch = {tp: records for tp, records in batch.items() if tp not in restored}
         if batch:
             self._process(batch)
         checkpoint = self._checkpoint
@@ -153,30 +177,15 @@ class Detector:
                 )
                 self.liveness.batch_opened()
             for tp, records in batch.items():
-                checkpoint.send(self._outputs(records))
-                checkpoint.record(tp, records[-1].offset + 1)
+                windows = self.windows
+                window = None if windows is None else windows.window(tp)
+                checkpoint.send(self._router.outputs(records, window))
+                next_offset = records[-1].offset + 1
+                metadata = "" if windows is None else windows.metadata(tp, next_offset)
+                checkpoint.record(tp, next_offset, metadata)
         except ClientError as exc:  # the producer refused a record: the whole batch is redone
             self._checkpoint = None
             self._give_up(checkpoint, exc)
-
-    def _outputs(self, records: list[ConsumedRecord]) -> list[Output]:
-        """Each record of one partition's poll with its topic. The loops run per record: what
-        they need is looked up once, before them. All verdicts first, then the outputs: two
-        tight loops run measurably faster than one that alternates between them."""
-        settings = self.settings
-        threshold, max_bytes = settings.fraud_amount_threshold, settings.max_transaction_bytes
-        verdicts = [classify(record.value, threshold, max_bytes) for record in records]
-        topics, routed, invalid = self._topics, self.metrics.routed, Verdict.INVALID
-        outputs: list[Output] = []
-        for record, result in zip(records, verdicts, strict=True):
-            headers = record.headers
-            if result.verdict is invalid:
-                headers = dead_letter_headers(
-                    headers, result.reason, record.topic, record.partition, record.offset
-                )
-            outputs.append((topics[result.verdict], record.key, record.value, headers))
-            routed(result.verdict, record.timestamp, result.reason)
-        return outputs
 
     def _caught_up(self, batch: Mapping[TopicPartition, list[ConsumedRecord]]) -> bool:
         """The poll returned less than it could: nothing more is waiting in the fetch buffer.
@@ -200,10 +209,13 @@ class Detector:
             raise
         finally:
             self._revoking = False
+            if self.windows is not None:
+                self.windows.revoked(revoked)
 
-    @staticmethod
-    def _on_assigned(assigned: set[TopicPartition]) -> None:
+    def _on_assigned(self, assigned: set[TopicPartition]) -> None:
         log.info("assigned partitions: %s", sorted(f"{tp.topic}-{tp.partition}" for tp in assigned))
+        if self.windows is not None:
+            self.windows.assigned(assigned)  # rebuilt once poll() returns (poll_once)
 
     def commit(self) -> None:
         """Make the open batch durable: outputs and input offsets together."""
@@ -316,21 +328,27 @@ class Detector:
         All assigned partitions, not only those of the failed batch: a batch can fail before its
         partitions were recorded, and beyond the committed offsets nothing is durable anyway.
         """
-        for tp in self.consumer.assignment():
+        self._reset(self.consumer.assignment())
+
+    def _reset(self, partitions: set[TopicPartition]) -> None:
+        """Seek each partition to its committed offset and rebuild its window there."""
+        for tp in partitions:
             while True:
                 try:
                     committed = self.consumer.committed(tp)
+                    if self.windows is not None:
+                        self.windows.restore(tp, committed)
                     break
                 except NotAllowedError as exc:
-                    raise FatalDetectorError(f"cannot read the committed offsets: {exc}") from exc
+                    raise FatalDetectorError(f"cannot read the committed input: {exc}") from exc
                 except ClientError as exc:
-                    log.warning("cannot read the committed offset of %s yet: %s", tp, exc)
+                    log.warning("cannot read the committed input of %s yet: %s", tp, exc)
                     if self.stop.wait(1.0):
                         return  # nothing past the committed offsets gets committed any more
             if committed is None:
                 self.consumer.seek_to_beginning(tp)
             else:
-                self.consumer.seek(tp, committed)
+                self.consumer.seek(tp, committed.offset)
 
 
 def main() -> int:
@@ -357,6 +375,7 @@ def main() -> int:
             metrics=metrics,
             new_producer=lambda: make_producer(settings),
             liveness=liveness,
+            new_reader=lambda: PartitionReader(settings, "detector-restore"),
         )
         code = 1
         try:

@@ -8,12 +8,13 @@ from decimal import Decimal
 from functools import cached_property
 from typing import Literal
 
-from pydantic import Field, PositiveInt, field_validator
+from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from fraudcore.config import CommonSettings
 from fraudcore.core import topics
 from fraudcore.core.codec import DEFAULT_MAX_VALUE_BYTES
 from fraudcore.core.rule import DEFAULT_THRESHOLD
+from fraudcore.core.velocity import VelocityRule
 
 ProcessingGuarantee = Literal["exactly_once", "at_least_once"]
 
@@ -38,6 +39,32 @@ class DetectorSettings(CommonSettings):
     # group.min.session.timeout.ms (6 s) to group.max.session.timeout.ms (30 min).
     session_timeout_ms: PositiveInt = 45_000
     max_transaction_bytes: PositiveInt = DEFAULT_MAX_VALUE_BYTES
+    # The velocity rule (fraudcore/core/velocity.py): on when both are set, off when neither is.
+    velocity_max_transactions: PositiveInt | None = None
+    velocity_window_seconds: float | None = Field(None, gt=0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _velocity_needs_both(self) -> DetectorSettings:
+        given = {
+            "VELOCITY_MAX_TRANSACTIONS": self.velocity_max_transactions,
+            "VELOCITY_WINDOW_SECONDS": self.velocity_window_seconds,
+        }
+        unset = [name for name, value in given.items() if value is None]
+        if len(unset) == 1:
+            (missing,) = unset
+            (present,) = (name for name in given if name != missing)
+            raise ValueError(
+                f"the velocity rule needs both VELOCITY_MAX_TRANSACTIONS and "
+                f"VELOCITY_WINDOW_SECONDS: {present} is set, {missing} is not"
+            )
+        return self
+
+    @property
+    def velocity_rule(self) -> VelocityRule | None:
+        """The velocity rule, or None when it is off."""
+        if self.velocity_max_transactions is None or self.velocity_window_seconds is None:
+            return None
+        return VelocityRule(self.velocity_max_transactions, self.velocity_window_seconds)
 
     @field_validator("processing_guarantee", mode="before")
     @classmethod

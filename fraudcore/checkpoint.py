@@ -51,9 +51,10 @@ class Checkpoint:
     def send(self, outputs: Iterable[Output]) -> None:
         self._producer.send_batch(outputs, self._on_send_error)
 
-    def record(self, tp: TopicPartition, next_offset: int) -> None:
-        """The input of `tp` is processed up to `next_offset` (exclusive)."""
-        self.offsets[tp] = OffsetAndMetadata(next_offset, "", -1)
+    def record(self, tp: TopicPartition, next_offset: int, metadata: str = "") -> None:
+        """The input of `tp` is processed up to `next_offset` (exclusive). `metadata` is
+        committed with the offset (the velocity window's checkpoint)."""
+        self.offsets[tp] = OffsetAndMetadata(next_offset, metadata, -1)
 
     def _on_send_error(self, exc: BaseException) -> None:
         with self._lock:

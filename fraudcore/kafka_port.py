@@ -207,9 +207,11 @@ class Consumer:
     def assignment(self) -> set[TopicPartition]:
         return self._consumer.assignment()  # type: ignore[no-any-return]
 
-    def committed(self, tp: TopicPartition) -> int | None:
+    def committed(self, tp: TopicPartition) -> OffsetAndMetadata | None:
+        """The group's committed offset of `tp` with its metadata; None if there is none.
+        A read_committed consumer waits for a transaction's pending offsets (KIP-447)."""
         try:
-            return self._consumer.committed(tp)  # type: ignore[no-any-return]
+            return self._consumer.committed(tp, metadata=True)
         except KafkaError as exc:
             raise client_error(exc) from exc
 

@@ -34,7 +34,7 @@ from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from fraudcore.core.rule import Verdict
+from fraudcore.core.rule import RULES, Verdict
 from fraudcore.errors import ClientError
 
 # Where they were before the server and health had modules of their own: still importable here.
@@ -96,6 +96,13 @@ class DetectorMetrics(ServiceMetrics):
             ["verdict"],
             registry=self.registry,
         )
+        self.rule_hits = Counter(
+            "fraud_detector_rule_hits",
+            "Fraud records committed (or acknowledged), by rule that fired (fraud.rules header); "
+            "a record both rules fired on counts once for each",
+            ["rule"],
+            registry=self.registry,
+        )
         self.dead_letters = Counter(
             "fraud_detector_dead_letters",
             "Records committed to the dead-letter topic, by reason code (error.reason header)",
@@ -125,24 +132,43 @@ class DetectorMetrics(ServiceMetrics):
             self.transactions.labels(verdict.value)
         for outcome in ("committed", "aborted"):
             self.kafka_transactions.labels(outcome)
+        for rule in RULES:
+            self.rule_hits.labels(rule)
         # The open batch: each routed record's input timestamp (None: it has none), by verdict.
         self._pending: dict[Verdict, list[int | None]] = {verdict: [] for verdict in Verdict}
         self.pending_reasons: CountOf[str] = CountOf()
+        self._pending_rules: CountOf[bytes] = CountOf()  # by fraud.rules value
         self._lag_updated_at: float | None = None
         self._lag_partitions: set[tuple[str, str]] = set()
 
-    def routed(self, verdict: Verdict, timestamp_ms: int | None, reason: str = "") -> None:
+    def routed(
+        self, verdict: Verdict, timestamp_ms: int | None, reason: str = "", rules: bytes = b""
+    ) -> None:
         """One record of the open batch was routed; it counts once the batch is durable.
+        `rules`: a fraud record's fraud.rules header value.
 
         Called once per record, so it only appends; the counting happens once per batch.
         """
         self._pending[verdict].append(timestamp_ms)
         if reason:
             self.pending_reasons[reason_code(reason)] += 1
+        elif rules:
+            self._pending_rules[rules] += 1
 
     def pending_counts(self) -> dict[str, int]:
-        """Records of the open batch by verdict name (for the stats line, before the commit)."""
-        return {verdict.value: len(stamps) for verdict, stamps in self._pending.items()}
+        """Records of the open batch by verdict name, and fraud by rule as "rule.<name>" (for
+        the stats line, before the commit)."""
+        counts = {verdict.value: len(stamps) for verdict, stamps in self._pending.items()}
+        for rule, hits in self._pending_rule_hits().items():
+            counts[f"rule.{rule}"] = hits
+        return counts
+
+    def _pending_rule_hits(self) -> CountOf[str]:
+        hits: CountOf[str] = CountOf({rule: 0 for rule in RULES})
+        for rules, count in self._pending_rules.items():
+            for rule in rules.decode().split(","):
+                hits[rule] += count
+        return hits
 
     def batch_committed(self, transaction: bool = False) -> None:
         """The open batch's outputs are durable: count them. `transaction`: a Kafka commit."""
@@ -154,6 +180,9 @@ class DetectorMetrics(ServiceMetrics):
                 stamped += [t for t in stamps if t is not None and t >= 0]
         for reason, count in self.pending_reasons.items():
             self.dead_letters.labels(reason).inc(count)
+        for rule, hits in self._pending_rule_hits().items():
+            if hits:
+                self.rule_hits.labels(rule).inc(hits)
         self.latency.observe_ages(now_ms, stamped)
         if transaction:
             self.kafka_transactions.labels("committed").inc()
@@ -169,6 +198,7 @@ class DetectorMetrics(ServiceMetrics):
         for stamps in self._pending.values():
             stamps.clear()
         self.pending_reasons.clear()
+        self._pending_rules.clear()
 
     def maybe_update_lag(self, consumer: Any, force: bool = False) -> None:
         """Refresh the lag gauges from the consumer, at most once per LAG_UPDATE_INTERVAL_SECONDS.

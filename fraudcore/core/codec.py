@@ -59,12 +59,14 @@ def encode_key(tx: Transaction) -> bytes:
 # ','): the fields in this order, strings of printable ASCII without quotes, backslashes or escapes,
 # and an amount with two decimals and at most 15 integer digits (no leading zero, so valid JSON;
 # small enough to be finite as a float). A value in this layout is always a valid transaction, so
-# its amount can be read without parsing the JSON; any other value goes through the strict parser.
-_TEXT = rb'"[\x20\x21\x23-\x5b\x5d-\x7e]*"'
-_NON_EMPTY_TEXT = rb'"[\x20\x21\x23-\x5b\x5d-\x7e]+"'
+# its source and amount (groups 1 and 2) can be read without parsing the JSON; any other value
+# goes through the strict parser.
+_CHARS = rb"[\x20\x21\x23-\x5b\x5d-\x7e]"
+_TEXT = rb'"' + _CHARS + rb'*"'
+_NON_EMPTY_TEXT = rb'"' + _CHARS + rb'+"'
 _ENCODED_LAYOUT = re.compile(
     rb'\{(?:"id": ?' + _TEXT + rb", ?)?"
-    rb'"source": ?' + _NON_EMPTY_TEXT + rb', ?"target": ?' + _NON_EMPTY_TEXT + rb", ?"
+    rb'"source": ?"(' + _CHARS + rb'+)", ?"target": ?' + _NON_EMPTY_TEXT + rb", ?"
     rb'"amount": ?((?:0|[1-9][0-9]{0,14})\.[0-9]{2}), ?'
     rb'"currency": ?' + _NON_EMPTY_TEXT + rb'(?:, ?"timestamp": ?' + _TEXT + rb")?\}"
 )
@@ -157,7 +159,7 @@ def encoded_layout_amount(value: bytes | None) -> Decimal | None:
     if value is None:
         return None
     match = _ENCODED_LAYOUT.fullmatch(value)
-    return None if match is None else Decimal(match.group(1).decode("ascii"))
+    return None if match is None else Decimal(match.group(2).decode("ascii"))
 
 
 def decode_amount(value: bytes | None, max_bytes: int = DEFAULT_MAX_VALUE_BYTES) -> Decimal:
@@ -171,3 +173,18 @@ def decode_amount(value: bytes | None, max_bytes: int = DEFAULT_MAX_VALUE_BYTES)
         if amount is not None:
             return amount
     return decode(value, max_bytes).amount
+
+
+def decode_source_amount(
+    value: bytes | None, max_bytes: int = DEFAULT_MAX_VALUE_BYTES
+) -> tuple[str, Decimal]:
+    """The source account and amount of a valid transaction (what the velocity rule needs);
+    raises exactly as decode() does. The same fast path as decode_amount: a string in the
+    encoded layout has no escapes, so its bytes are its text."""
+    if value is not None and len(value) <= max_bytes:
+        match = _ENCODED_LAYOUT.fullmatch(value)
+        if match is not None:
+            source, amount = match.groups()
+            return source.decode("ascii"), Decimal(amount.decode("ascii"))
+    tx = decode(value, max_bytes)
+    return tx.source, tx.amount

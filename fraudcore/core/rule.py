@@ -1,4 +1,6 @@
-"""The fraud rule: a valid transaction whose amount exceeds the threshold is fraud."""
+"""The fraud rules. A valid transaction is fraud when its amount exceeds the threshold (the
+amount rule), or, when it is on, when its account is over the velocity limit (the velocity
+rule, fraudcore/core/velocity.py), or both. Every fraud record names the rules that fired."""
 
 from __future__ import annotations
 
@@ -6,7 +8,13 @@ import enum
 from dataclasses import dataclass
 from decimal import Decimal
 
-from fraudcore.core.codec import DEFAULT_MAX_VALUE_BYTES, InvalidTransactionError, decode_amount
+from fraudcore.core.codec import (
+    DEFAULT_MAX_VALUE_BYTES,
+    InvalidTransactionError,
+    decode_amount,
+    decode_source_amount,
+)
+from fraudcore.core.velocity import PartitionWindow
 
 DEFAULT_THRESHOLD = Decimal(900)
 
@@ -21,14 +29,25 @@ class Verdict(enum.Enum):
     __hash__ = object.__hash__
 
 
+# The header on every fraud record: the rules that fired, comma-separated, in this order.
+HEADER_RULES = "fraud.rules"
+RULE_AMOUNT = "amount"
+RULE_VELOCITY = "velocity"
+RULES = (RULE_AMOUNT, RULE_VELOCITY)
+
+
 @dataclass(frozen=True, slots=True)
 class Classification:
     verdict: Verdict
     reason: str = ""  # why a record is invalid; empty otherwise
+    rules: bytes = b""  # a fraud record's HEADER_RULES value; empty otherwise
 
 
 LEGIT = Classification(Verdict.LEGIT)
-FRAUD = Classification(Verdict.FRAUD)
+FRAUD_BY_AMOUNT = Classification(Verdict.FRAUD, rules=RULE_AMOUNT.encode())
+FRAUD_BY_VELOCITY = Classification(Verdict.FRAUD, rules=RULE_VELOCITY.encode())
+FRAUD_BY_BOTH = Classification(Verdict.FRAUD, rules=f"{RULE_AMOUNT},{RULE_VELOCITY}".encode())
+FRAUD = FRAUD_BY_AMOUNT
 
 
 def is_fraud(amount: Decimal, threshold: Decimal = DEFAULT_THRESHOLD) -> bool:
@@ -49,11 +68,31 @@ def classify(
     return FRAUD if is_fraud(amount, threshold) else LEGIT
 
 
-# The header on every fraud record: the rules that fired, comma-separated, in this order.
-HEADER_RULES = "fraud.rules"
-RULE_AMOUNT = "amount"
-RULE_VELOCITY = "velocity"
-RULES = (RULE_AMOUNT, RULE_VELOCITY)
+def classify_with_velocity(
+    value: bytes | None,
+    timestamp: int,
+    offset: int,
+    window: PartitionWindow,
+    *,
+    threshold: Decimal = DEFAULT_THRESHOLD,
+    max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
+) -> Classification:
+    """classify() with the velocity rule too: the record is counted in its partition's window
+    (in offset order, so call this for each record of the partition in turn)."""
+    try:
+        source, amount = decode_source_amount(value, max_value_bytes)
+    except InvalidTransactionError as exc:
+        return Classification(Verdict.INVALID, str(exc))  # never counted
+    by_velocity = window.fires(source, timestamp, offset)
+    if is_fraud(amount, threshold):
+        return FRAUD_BY_BOTH if by_velocity else FRAUD_BY_AMOUNT
+    return FRAUD_BY_VELOCITY if by_velocity else LEGIT
+
+
+def without_rules_header(headers: list[tuple[str, bytes]] | None) -> list[tuple[str, bytes]]:
+    """The record's headers less any HEADER_RULES: that header is the detector's to set."""
+    return [(name, value) for name, value in headers or () if name != HEADER_RULES]
+
 
 # Headers added to a dead-lettered record, so an operator can find and replay its source.
 HEADER_REASON = "error.reason"

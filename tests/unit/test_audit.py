@@ -16,10 +16,12 @@ from fraudcore.core.codec import encode, encode_key
 from fraudcore.core.model import TransactionFactory
 from fraudcore.core.rule import (
     HEADER_REASON,
+    HEADER_RULES,
     HEADER_SOURCE_OFFSET,
     HEADER_SOURCE_PARTITION,
     HEADER_SOURCE_TOPIC,
 )
+from fraudcore.core.velocity import VelocityRule
 from tests.kafka_helpers import run_command
 from tests.samples import tutorial_record
 
@@ -33,8 +35,21 @@ def inp(value: bytes | None, key: bytes | None = b"k", offset: int = -1) -> Reco
     return Record("in", key, value, (), 0, offset)
 
 
-def out(topic: str, value: bytes | None, key: bytes | None = b"k", **headers: bytes) -> Record:
-    return Record(topic, key, value, list(headers.items()))
+def out(
+    topic: str,
+    value: bytes | None,
+    key: bytes | None = b"k",
+    rules: bytes | None = None,
+    **headers: bytes,
+) -> Record:
+    """An output record; one in "fraud" carries fraud.rules (by default "amount", as the
+    detector writes it) unless `rules` is b"" ."""
+    found = list(headers.items())
+    if rules is None and topic == "fraud":
+        rules = b"amount"
+    if rules:
+        found.append((HEADER_RULES, rules))
+    return Record(topic, key, value, found)
 
 
 def dead_letter(value: bytes | None, offset: int, key: bytes | None = b"k") -> Record:
@@ -162,12 +177,12 @@ def test_examples_are_capped_and_json_serialisable() -> None:
 
 
 def test_forty_thousand_records_take_seconds_not_minutes() -> None:
-    """Linear: classification of each distinct input value dominates (~20 us each)."""
+    """Linear: the strict decode of each input value dominates."""
     factory = TransactionFactory(seed=5)
     txs = [factory.next() for _ in range(20_000)]
     inputs = [Record("in", encode_key(tx), encode(tx), (), i % 3, i) for i, tx in enumerate(txs)]
     outputs = [
-        Record("fraud" if tx.amount > 900 else "legit", encode_key(tx), encode(tx)) for tx in txs
+        out("fraud" if tx.amount > 900 else "legit", encode(tx), encode_key(tx)) for tx in txs
     ]
     started = time.perf_counter()
     result = audit_records(inputs, reversed(outputs), TOPICS)
@@ -201,3 +216,50 @@ def test_cli_help(flag: str) -> None:
     done = run_cli({}, flag)
     assert done.returncode == 0
     assert "--json" in done.stdout
+
+
+def test_fraud_without_its_rules_header_or_legit_with_one_is_wrongly_labelled() -> None:
+    inputs = [inp(LEGIT, b"a"), inp(FRAUD, b"b"), inp(FRAUD, b"c"), inp(FRAUD, b"d")]
+    outputs = [
+        out("legit", LEGIT, b"a", rules=b"amount"),  # legit carries no fraud.rules
+        out("fraud", FRAUD, b"b", rules=b""),  # fraud must carry one
+        out("fraud", FRAUD, b"c", rules=b"velocity"),  # not what fired
+        out("fraud", FRAUD, b"d", rules=b"amount", **{HEADER_RULES: b"amount"}),  # given twice
+    ]
+    result = audit_records(inputs, outputs, TOPICS)
+    assert not result.ok
+    assert (result.wrong_rules, result.misrouted) == (4, 0)
+    assert result.examples["wrong_rules"][0]["expected_rules"] == ""
+    assert "wrong fraud.rules 4" in render(result, [], Decimal(900))
+
+
+def test_velocity_verdicts_are_recomputed_per_partition_by_timestamp() -> None:
+    """N=1 in 10 s: the second of an account within 10 s in one partition is fraud by
+    velocity; the same account in another partition counts apart."""
+    rule = VelocityRule(1, 10.0)
+    t0 = 1_800_000_000_000
+    values = [tutorial_record(10.0 + n) for n in range(4)]
+    rich = tutorial_record(950.0)
+
+    def at(value: bytes, partition: int, offset: int, ts: int) -> Record:
+        return Record("in", b"k", value, (), partition, offset, ts)
+
+    inputs = [
+        at(values[0], 0, 0, t0),
+        at(values[1], 0, 1, t0 + 9_999),  # velocity
+        at(values[2], 1, 0, t0 + 5),  # another partition: first there
+        at(rich, 0, 2, t0 + 20_000),  # amount only: 10 s after the last one of partition 0
+        at(values[3], 0, 3, t0 + 20_001),  # amount's record counts: velocity
+    ]
+    outputs = [
+        out("legit", values[0]),
+        out("fraud", values[1], rules=b"velocity"),
+        out("legit", values[2]),
+        out("fraud", rich, rules=b"amount"),
+        out("fraud", values[3], rules=b"velocity"),
+    ]
+    result = audit_records(inputs, outputs, TOPICS, velocity=rule)
+    assert result.ok, result.to_dict()
+    wrong = [*outputs[:3], out("fraud", rich, rules=b"amount,velocity"), outputs[4]]
+    assert audit_records(inputs, wrong, TOPICS, velocity=rule).wrong_rules == 1
+    assert audit_records(inputs, outputs, TOPICS).misrouted == 2  # velocity off: legit

@@ -24,7 +24,7 @@ from kafka.errors import (
     ProducerFencedError,
     TopicAuthorizationFailedError,
 )
-from kafka.structs import TopicPartition
+from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from detector.app import (
     MAX_PRODUCER_RESETS_IN_A_ROW,
@@ -159,8 +159,11 @@ class FakeConsumer:
     def assignment(self) -> set[TopicPartition]:
         return set(TPS)
 
-    def committed(self, tp: TopicPartition) -> int | None:
-        return COMMITTED[tp]
+    def committed(self, tp: TopicPartition, metadata: bool = False) -> Any:
+        offset = COMMITTED[tp]
+        if not metadata or offset is None:
+            return offset
+        return OffsetAndMetadata(offset, "", -1)
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
         self.positions[tp] = offset

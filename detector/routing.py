@@ -1,0 +1,75 @@
+"""Where each record goes, and with which headers: the detector's per-record work.
+
+Legit and fraud records are forwarded byte for byte (key and value); a fraud record carries
+fraud.rules, the rules that fired, and a record's own fraud.rules is never passed on, so that
+header is always the detector's. A dead letter carries why it is invalid and where it came from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from detector.clients import output_topics
+from detector.config import DetectorSettings
+from fraudcore.core.rule import (
+    HEADER_RULES,
+    Verdict,
+    classify,
+    classify_with_velocity,
+    dead_letter_headers,
+    without_rules_header,
+)
+from fraudcore.core.velocity import PartitionWindow
+from fraudcore.kafka_port import ConsumedRecord, Output
+
+# Told of every record routed: verdict, input timestamp, dead-letter reason, fraud.rules value.
+Routed = Callable[[Verdict, int | None, str, bytes], None]
+
+
+class Router:
+    """Classifies records and makes their outputs, telling `routed` of each one."""
+
+    def __init__(self, settings: DetectorSettings, routed: Routed) -> None:
+        self._topics = output_topics(settings)
+        self._threshold = settings.fraud_amount_threshold
+        self._max_bytes = settings.max_transaction_bytes
+        self._routed = routed
+
+    def outputs(
+        self, records: Sequence[ConsumedRecord], window: PartitionWindow | None = None
+    ) -> list[Output]:
+        """Each record of one partition's poll with its topic and headers; `window`: the
+        partition's velocity window (None: the rule is off). The loops run per record: what
+        they need is looked up once, before them. All verdicts first, then the outputs: two
+        tight loops run measurably faster than one that alternates between them."""
+        threshold, max_bytes = self._threshold, self._max_bytes
+        if window is None:
+            verdicts = [classify(record.value, threshold, max_bytes) for record in records]
+        else:  # in offset order: each record is counted in the window
+            verdicts = [
+                classify_with_velocity(
+                    r.value,
+                    r.timestamp,
+                    r.offset,
+                    window,
+                    threshold=threshold,
+                    max_value_bytes=max_bytes,
+                )
+                for r in records
+            ]
+        topics, routed = self._topics, self._routed
+        invalid, fraud = Verdict.INVALID, Verdict.FRAUD
+        outputs: list[Output] = []
+        for record, result in zip(records, verdicts, strict=True):
+            verdict, headers = result.verdict, record.headers
+            if verdict is invalid:
+                headers = dead_letter_headers(
+                    headers, result.reason, record.topic, record.partition, record.offset
+                )
+            elif verdict is fraud:  # the rules that fired, and only ours
+                headers = [*without_rules_header(headers), (HEADER_RULES, result.rules)]
+            elif headers:
+                headers = without_rules_header(headers)
+            outputs.append((topics[verdict], record.key, record.value, headers))
+            routed(verdict, record.timestamp, result.reason, result.rules)
+        return outputs

@@ -1,0 +1,165 @@
+"""The velocity rule: more than N valid transactions of one source account within W seconds.
+
+Counted per input partition, in offset order, by the Kafka record timestamp t (ms). A
+transaction's count is 1, for itself, plus the earlier valid transactions of its account in the
+partition whose timestamps lie in (t - W, t]; the rule fires when the count exceeds N. Invalid
+(dead-lettered) records never count. The generator keys records by source account, so "in the
+partition" is "of the account"; unkeyed input spreads an account over partitions, and each
+partition then counts its share only.
+
+Out-of-order timestamps. The partition's stream time S is the greatest timestamp of its valid
+transactions so far (this one included). What is older than S - 2W is forgotten, so a
+transaction counts those in (max(t - W, S - 2W), t]: exactly (t - W, t] unless t lags S by more
+than W. That keeps the state to the last 2W of stream time, and an account with nothing there
+costs nothing.
+
+Exactly-once state. The state of a partition at its committed offset is a function of the input
+before that offset, so it is rebuilt from the input rather than kept in a changelog: each commit
+carries, in its offset metadata, the first offset still held (`checkpoint`), and a new owner (or
+the same detector after an abort) replays from that offset up to the committed one (`restore`).
+That replay sees every record the state holds, in any timestamp order, since nothing before the
+first held offset is held; and it finds the stream time again, because the record that set it
+is always held (its timestamp is S, which is after S - 2W).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right, insort
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from fraudcore.core.codec import (
+    DEFAULT_MAX_VALUE_BYTES,
+    InvalidTransactionError,
+    decode_source_amount,
+)
+
+CHECKPOINT_VERSION = "velocity/1"
+
+
+@dataclass(frozen=True, slots=True)
+class VelocityRule:
+    """VELOCITY_MAX_TRANSACTIONS (N >= 1) and VELOCITY_WINDOW_SECONDS (W > 0)."""
+
+    max_transactions: int
+    window_seconds: float
+
+    def __post_init__(self) -> None:
+        if self.max_transactions < 1:
+            raise ValueError(f"max_transactions must be >= 1, got {self.max_transactions}")
+        if not 0 < self.window_seconds < float("inf"):
+            raise ValueError(f"window_seconds must be > 0 and finite, got {self.window_seconds}")
+
+    @property
+    def window_ms(self) -> float:
+        return self.window_seconds * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class WindowCheckpoint:
+    """What a commit records of a partition's window: where its replay starts, and the window
+    it was made with (a restore under another W says so)."""
+
+    replay_from: int
+    window_ms: float
+
+    def encode(self) -> str:
+        return f"{CHECKPOINT_VERSION} {self.replay_from} {self.window_ms!r}"
+
+    @classmethod
+    def decode(cls, text: str | None) -> WindowCheckpoint | None:
+        """The checkpoint in a commit's metadata; None when there is none (or not ours)."""
+        parts = (text or "").split(" ")
+        if len(parts) != 3 or parts[0] != CHECKPOINT_VERSION:
+            return None
+        try:
+            return cls(int(parts[1]), float(parts[2]))
+        except ValueError:
+            return None
+
+
+class PartitionWindow:
+    """One input partition's recent valid transactions, by account."""
+
+    __slots__ = ("_accounts", "_arrivals", "_limit", "_span", "_window", "stream_time")
+
+    def __init__(self, rule: VelocityRule) -> None:
+        self._limit = rule.max_transactions
+        self._window = rule.window_ms
+        self._span = 2 * rule.window_ms  # what is older than S - span is forgotten
+        self.stream_time: int | None = None
+        # Per account, the timestamps held, sorted (timestamps may come out of order).
+        self._accounts: dict[str, list[int]] = {}
+        # What is held, in offset order: (timestamp, account, offset). Forgetting goes from the
+        # front, so the first offset held is always the front's.
+        self._arrivals: deque[tuple[int, str, int]] = deque()
+
+    def fires(self, account: str, timestamp: int, offset: int) -> bool:
+        """Count one valid transaction; True when its account is over the limit."""
+        stream_time = self.stream_time
+        if stream_time is None or timestamp > stream_time:
+            stream_time = self.stream_time = timestamp
+        horizon = stream_time - self._span
+        stamps = self._accounts.get(account)
+        count = 1
+        if stamps is not None:
+            low = max(timestamp - self._window, horizon)
+            count += bisect_right(stamps, timestamp) - bisect_right(stamps, low)
+        if timestamp > horizon:
+            if stamps is None:
+                self._accounts[account] = [timestamp]
+            elif timestamp >= stamps[-1]:
+                stamps.append(timestamp)
+            else:
+                insort(stamps, timestamp)
+            self._arrivals.append((timestamp, account, offset))
+        self._forget(horizon)
+        return count > self._limit
+
+    def _forget(self, horizon: float) -> None:
+        """Drop what lies at or before the horizon, from the front of the arrivals. An older
+        timestamp behind a newer one waits for it; until then it is held but never counted."""
+        arrivals, accounts = self._arrivals, self._accounts
+        while arrivals and arrivals[0][0] <= horizon:
+            timestamp, account, _offset = arrivals.popleft()
+            stamps = accounts[account]
+            if len(stamps) == 1:
+                del accounts[account]
+            else:
+                del stamps[bisect_left(stamps, timestamp)]
+
+    def __len__(self) -> int:
+        """Transactions held."""
+        return len(self._arrivals)
+
+    @property
+    def accounts(self) -> int:
+        """Accounts with anything held."""
+        return len(self._accounts)
+
+    def checkpoint(self, next_offset: int) -> WindowCheckpoint:
+        """The checkpoint for a commit at `next_offset`, everything before it counted."""
+        replay_from = self._arrivals[0][2] if self._arrivals else next_offset
+        return WindowCheckpoint(replay_from, self._window)
+
+
+def restore(
+    rule: VelocityRule,
+    checkpoint: WindowCheckpoint | None,
+    records: Iterable[tuple[bytes | None, int, int]],
+    max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
+) -> PartitionWindow:
+    """The window as it was at the checkpoint, from the (value, timestamp, offset) records from
+    `checkpoint.replay_from` up to the committed offset. No checkpoint: an empty window."""
+    window = PartitionWindow(rule)
+    if checkpoint is None:
+        return window
+    fires = window.fires
+    for value, timestamp, offset in records:
+        try:
+            source, _amount = decode_source_amount(value, max_value_bytes)
+        except InvalidTransactionError:
+            continue  # dead-lettered: never counted
+        fires(source, timestamp, offset)
+    return window
