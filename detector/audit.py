@@ -68,6 +68,9 @@ def render(
             f"  {role:<12} {topic:<40} {result.outputs[role]:>9}"
             f"  (expected {result.expected[role]})"
         )
+    if result.expected_rules:
+        by_rule = ", ".join(f"{rules} {n}" for rules, n in sorted(result.expected_rules.items()))
+        lines.append(f"  {'':<12} expected fraud by fraud.rules: {by_rule}")
     if missing:
         lines.append(f"  missing topics (read as empty): {', '.join(missing)}")
     lines.append(

@@ -85,6 +85,8 @@ class AuditResult:
     # Output records per role (legit, fraud, dead_letter), and how many each should have.
     outputs: Counter[str] = field(default_factory=Counter)
     expected: Counter[str] = field(default_factory=Counter)
+    # Fraud the rules give, by fraud.rules value ("amount", "velocity", "amount,velocity").
+    expected_rules: Counter[str] = field(default_factory=Counter)
     lost: int = 0  # input records with no output at all
     duplicated: int = 0  # output records beyond one per input record
     misrouted: int = 0  # output records in another topic than the rule sends their input to
@@ -104,6 +106,7 @@ class AuditResult:
             "topics": {"input": self.topics.input, **self.topics.outputs},
             "counts": {"input": self.inputs, **{r: self.outputs[r] for r in self.topics.outputs}},
             "expected": {role: self.expected[role] for role in self.topics.outputs},
+            "expected_fraud_rules": dict(sorted(self.expected_rules.items())),
             "lost": self.lost,
             "duplicated": self.duplicated,
             "misrouted": self.misrouted,
@@ -189,6 +192,8 @@ class _Matcher:
         )
         topic = self._topics.for_verdict(expected.verdict)
         self._expected.append((topic, expected.rules))
+        if expected.rules:
+            self.result.expected_rules[expected.rules.decode()] += 1
         self.result.expected[self._role_of[topic]] += 1
         self.result.inputs += 1
 

@@ -78,13 +78,19 @@ def produce(
     topic: str,
     records: Iterable[tuple[bytes | None, bytes | None]],
     headers: list[tuple[str, bytes]] | None = None,
+    timestamps: Iterable[int] | None = None,
 ) -> int:
-    """Send (key, value) pairs and wait until all are acknowledged."""
+    """Send (key, value) pairs and wait until all are acknowledged. `timestamps`: each
+    record's timestamp (ms), in order; by default the producer's clock."""
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    stamps = iter(timestamps) if timestamps is not None else None
     count = 0
     try:
         for key, value in records:
-            producer.send(topic, key=key, value=value, headers=headers or [])
+            timestamp_ms = None if stamps is None else next(stamps)
+            producer.send(
+                topic, key=key, value=value, headers=headers or [], timestamp_ms=timestamp_ms
+            )
             count += 1
         producer.flush(timeout=60)
     finally:

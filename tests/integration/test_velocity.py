@@ -1,0 +1,121 @@
+"""The velocity rule on the real broker: its exactly-once state through SIGKILLs and a
+rebalance, checked record by record (topic and fraud.rules) against the audit's recomputation.
+
+The input is made so that the rule decides often both ways: a small pool of accounts, record
+timestamps set by the test (a steady stream time with some records out of order), and invalid
+records from the hottest accounts among them.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fraudcore.core.codec import encode, encode_key
+from fraudcore.core.model import TransactionFactory
+from kafka import KafkaAdminClient
+from tests.integration.test_faults import (
+    FAST_GROUP,
+    assert_exactly_once,
+    assigned,
+    committed_total,
+    kill_mid_stream,
+    settled_audit,
+)
+from tests.kafka_helpers import Service, Topics, create_topic, produce, wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+PRELOADED = 20_000
+LATER = 10_000  # produced once the second detector has joined: processed across the rebalance
+VELOCITY = {"VELOCITY_MAX_TRANSACTIONS": "20", "VELOCITY_WINDOW_SECONDS": "5"}
+ACCOUNTS = 50
+STEP_MS = 5  # stream time: 200 records/s, so about 4 per account and second
+# An hour ago: the broker refuses timestamps more than an hour ahead of its clock.
+T0 = (time.time_ns() // 1_000_000) - 3_600_000
+RESTORED = re.compile(r"restored the velocity window of \S+: offsets (\d+) to (\d+) read")
+
+
+def records(seed: int, start: int, count: int) -> Iterator[tuple[bytes, bytes, int]]:
+    """Unique transactions of ACCOUNTS accounts; every 101st an invalid record of an account
+    that is busy right then; timestamps STEP_MS apart, one in ten up to 2 s early."""
+    rng = random.Random(seed)
+    factory = TransactionFactory(seed=seed, account_pool_size=ACCOUNTS)
+    for n in range(start, start + count):
+        tx = factory.next()
+        timestamp = T0 + n * STEP_MS - (rng.randrange(2000) if rng.random() < 0.1 else 0)
+        value = b'{"source": "%s", "amount": "n/a"}' % tx.source.encode()
+        yield encode_key(tx), (value if n % 101 == 0 else encode(tx)), timestamp
+
+
+def produce_stream(bootstrap: str, topic: str, seed: int, start: int, count: int) -> None:
+    stream = list(records(seed, start, count))
+    sent = produce(
+        bootstrap, topic, ((k, v) for k, v, _ in stream), timestamps=(t for *_, t in stream)
+    )
+    assert sent == count
+
+
+@pytest.fixture
+def admin(bootstrap: str) -> Iterator[KafkaAdminClient]:
+    client = KafkaAdminClient(bootstrap_servers=bootstrap)
+    yield client
+    client.close()
+
+
+def restores(services: list[Service]) -> list[tuple[int, int]]:
+    """Every window restore the detectors logged: (from, to) offsets replayed."""
+    return [(int(a), int(b)) for s in services for a, b in RESTORED.findall(s.output())]
+
+
+def test_velocity_state_survives_sigkills_and_a_rebalance_exactly_once(
+    bootstrap: str, topics: Topics, tmp_path: Path, admin: KafkaAdminClient
+) -> None:
+    create_topic(bootstrap, topics.input, partitions=3)
+    produce_stream(bootstrap, topics.input, seed=13, start=0, count=PRELOADED)
+    env = {**topics.env(bootstrap), **FAST_GROUP, **VELOCITY, "MAX_POLL_RECORDS": "200"}
+    # The restarts, and then the first of two detectors, share one id: each fences the last.
+    restarted = {**env, "TRANSACTIONAL_ID": f"v-{topics.group}-0"}
+    services = kill_mid_stream(admin, topics, restarted, tmp_path, seed=13, transactional=True)
+    try:
+        first = Service.module("detector", restarted, tmp_path)
+        services.append(first)
+        wait_until(lambda: assigned(first) == {0, 1, 2}, 60, "the first detector's partitions")
+        second = Service.module("detector", env, tmp_path)
+        services.append(second)
+
+        def split() -> bool:
+            assert first.running(), first.output()
+            assert second.running(), second.output()
+            mine, theirs = assigned(first), assigned(second)
+            return bool(mine) and bool(theirs) and mine | theirs == {0, 1, 2}
+
+        wait_until(split, 60, "the rebalance to split the partitions")
+        produce_stream(bootstrap, topics.input, seed=13, start=PRELOADED, count=LATER)
+        total = PRELOADED + LATER
+        wait_until(
+            lambda: committed_total(admin, topics) == total, 120, "every input committed", 0.2
+        )
+        status, report = settled_audit(env)
+        for service in (first, second):
+            assert service.running(), service.output()
+            assert service.stop() == 0, service.output()
+    finally:
+        for service in services:
+            service.kill()
+    replayed = restores(services)
+    print(f"window restores (from, to): {replayed}")
+    print("expected fraud by rule:", report["expected_fraud_rules"])
+    assert_exactly_once(report, total)
+    assert report["wrong_rules"] == 0, report["examples"]
+    assert status == 0
+    by_rule = report["expected_fraud_rules"]
+    assert by_rule.get("velocity", 0) > total // 20, by_rule  # the rule decided often
+    assert by_rule.get("amount", 0) > 0, by_rule
+    assert by_rule.get("amount,velocity", 0) > 0, by_rule
+    assert any(end > start for start, end in replayed), "no restore replayed any input"
