@@ -7,6 +7,7 @@ import json
 import random
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +16,7 @@ from kafka.structs import TopicPartition
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 
+from detector.app import Detector
 from detector.config import DetectorSettings
 from fraudcore.config import SettingsError, load_settings
 from fraudcore.core.rule import Verdict
@@ -44,6 +46,36 @@ def verdict_counts(metrics: DetectorMetrics) -> dict[str, float | None]:
 
 
 # --------------------------------------------------------------------------- detector counting
+
+
+def test_rule_hits_count_each_rule_that_fired_once_their_batch_commits() -> None:
+    metrics = DetectorMetrics()
+    for rules in (b"amount", b"velocity", b"amount,velocity", b"velocity"):
+        metrics.routed(Verdict.FRAUD, None, "", rules)
+    metrics.routed(Verdict.LEGIT, None)
+
+    def hits() -> dict[str, float | None]:
+        return {
+            rule: value(metrics, "fraud_detector_rule_hits_total", rule=rule)
+            for rule in ("amount", "velocity")
+        }
+
+    assert hits() == {"amount": 0, "velocity": 0}  # both series exist from the start
+    pending = metrics.pending_counts()
+    assert (pending["fraud"], pending["rule.amount"], pending["rule.velocity"]) == (4, 2, 3)
+    metrics.batch_committed(transaction=True)
+    assert hits() == {"amount": 2, "velocity": 3}
+    assert verdict_counts(metrics)["fraud"] == 4  # the verdict counter keeps its meaning
+    metrics.routed(Verdict.FRAUD, None, "", b"velocity")
+    metrics.batch_aborted()  # read and counted again later
+    metrics.batch_committed()
+    assert hits() == {"amount": 2, "velocity": 3}
+
+
+def test_the_stats_line_counts_fraud_by_rule() -> None:
+    window = Counter({"legit": 8, "fraud": 2, "rule.amount": 1, "rule.velocity": 2})
+    line = Detector._render(window, 1.0)
+    assert "legit=8 fraud=2 (amount 1, velocity 2) invalid=0" in line
 
 
 def test_records_count_only_when_their_batch_commits() -> None:
