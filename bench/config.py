@@ -31,6 +31,12 @@ class BenchConfig:
     # 2. the reference rows (bench/reference.py: Quix Streams, confluent-kafka), which need the
     # venv that `make bench` installs bench/requirements.txt into: full runs only by default
     reference: bool = True
+    # 6. the velocity rule's state (bench/velocity_bench.py): a stream of this many records per
+    # second of stream time over this many accounts, this long, through a window of this size
+    velocity_rate: int = 5000
+    velocity_stream_seconds: float = 180.0
+    velocity_accounts: int = 100_000
+    velocity_window_seconds: float = 60.0
     partitions: int = 3
     seed: int = 20_261_129
 
@@ -58,6 +64,9 @@ class BenchConfig:
                 latency_seconds=seconds(4, 1.5),
                 latency_warmup_seconds=seconds(1, 0.25),
                 reference=bool(reference),
+                velocity_stream_seconds=seconds(24, 3),
+                velocity_accounts=20_000,
+                velocity_window_seconds=6.0,
             )
         return cls(
             mode=FULL,

@@ -13,7 +13,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench import detector_bench, generator_bench, latency, machine, report
+from bench import detector_bench, generator_bench, latency, machine, report, velocity_bench
 from bench.baselines import consumer_performance, producer_performance
 from bench.broker import LocalBroker
 from bench.config import BenchConfig
@@ -22,7 +22,7 @@ from bench.kafka_ops import create_topics, encoded_transactions
 from bench.procs import stop_all
 from devtools.broker import REPO_ROOT
 
-SECTIONS = ("generator", "detector", "kafka_tools", "latency")
+SECTIONS = ("generator", "detector", "kafka_tools", "latency", "velocity")
 DEFAULT_OUT = REPO_ROOT / "bench" / "results"
 
 
@@ -101,6 +101,8 @@ def measure(ctx: Context, sections: set[str]) -> dict[str, Any]:
             ctx.bootstrap, perf_topic, cfg.perf_records
         )
         log.info("ConsumerPerformance: %.0f records/s", baselines["consumer_performance"]["rate"])
+    if "velocity" in sections:
+        results["velocity_state"] = velocity_bench.window_state(ctx)
     if "latency" in sections:
         results["latency"] = latency.all_runs(ctx, detector_bench.GUARANTEES)
     by_run = {
