@@ -9,7 +9,12 @@ import sys
 
 import pytest
 
-from fraudcore.core.rule import HEADER_SOURCE_OFFSET, HEADER_SOURCE_PARTITION, HEADER_SOURCE_TOPIC
+from fraudcore.core.rule import (
+    HEADER_RULES,
+    HEADER_SOURCE_OFFSET,
+    HEADER_SOURCE_PARTITION,
+    HEADER_SOURCE_TOPIC,
+)
 from tests.kafka_helpers import Topics, create_topic, produce, run_command
 from tests.samples import tutorial_record
 
@@ -34,7 +39,9 @@ def test_audit_finds_each_kind_of_fault(bootstrap: str, topics: Topics) -> None:
     inputs += [(b"bad", b"not json"), (b"bad", b"not json")]  # offsets 4 and 5, same bytes
     produce(bootstrap, topics.input, inputs)
     produce(bootstrap, topics.legit, [(b"ok", LEGIT), (b"wrong", FRAUD), (b"nobody", LEGIT)])
-    produce(bootstrap, topics.fraud, [(b"twice", FRAUD), (b"twice", FRAUD)])
+    produce(
+        bootstrap, topics.fraud, [(b"twice", FRAUD), (b"twice", FRAUD)], [(HEADER_RULES, b"amount")]
+    )
     source = [(HEADER_SOURCE_TOPIC, topics.input.encode()), (HEADER_SOURCE_PARTITION, b"0")]
     # Both dead letters name offset 4: by the headers, 4 is doubled and 5 is lost.
     produce(
@@ -50,14 +57,14 @@ def test_audit_finds_each_kind_of_fault(bootstrap: str, topics: Topics) -> None:
     assert report["counts"] == {"input": 6, "legit": 3, "fraud": 2, "dead_letter": 2}
     assert report["expected"] == {"legit": 2, "fraud": 2, "dead_letter": 2}
     assert (report["lost"], report["duplicated"]) == (2, 2)
-    assert (report["misrouted"], report["unexpected"]) == (1, 1)
+    assert (report["misrouted"], report["unexpected"], report["wrong_rules"]) == (1, 1, 0)
     assert {e["key"] for e in report["examples"]["lost"]} == {"lost", "bad"}
     assert report["examples"]["misrouted"][0]["expected_topic"] == topics.fraud
     assert report["examples"]["unexpected"][0]["key"] == "nobody"
 
     human = run_audit(topics, bootstrap)
     assert human.returncode == 1
-    assert "lost 2, duplicated 2, misrouted 1, unexpected 1" in human.stdout
+    assert "lost 2, duplicated 2, misrouted 1, wrong fraud.rules 0, unexpected 1" in human.stdout
     assert "PROBLEMS FOUND" in human.stdout
 
 

@@ -92,12 +92,22 @@ def test_quick_bench_writes_every_section(tmp_path: Path) -> None:
     assert results["baselines"]["naive"]["routing_as_expected"] is True
     assert _number(results, "memory", "detector_peak_rss_mb") > 0
     assert "quick run" in results["reference"]["skipped"]
+    state = results["velocity_state"]  # 6. the velocity windows' memory and their restore
+    for path in (
+        ("velocity", "peak_rss_mb"),
+        ("amount_only", "peak_rss_mb"),
+        ("restore", "seconds"),
+    ):
+        assert _number(state, *path) > 0
+    assert _number(state, "restore", "records_replayed") > 0
+    assert state["restore"]["partitions"] == 3
     table = (out / "bench-quick.md").read_text()
     rows = [line for line in table.splitlines() if line.startswith("|")]
     _check_targets(results["targets"], rows)
     assert any(row.startswith("| detector, exactly_once |") for row in rows)
     assert any(row.startswith("| detector, exactly_once, velocity on |") for row in rows)
     assert any(row.startswith("| exactly_once | 5,000 |") for row in rows)
+    assert any(row.startswith("| restore: time per 100k records replayed |") for row in rows)
     assert "### Targets" in done.stdout  # the table is printed too
 
     assert (out / "bench-quick.png").read_bytes()[:8] == PNG_MAGIC

@@ -13,6 +13,7 @@ from fraudcore.core.codec import encode, encode_key
 from fraudcore.core.model import TransactionFactory
 from fraudcore.core.rule import (
     HEADER_REASON,
+    HEADER_RULES,
     HEADER_SOURCE_OFFSET,
     HEADER_SOURCE_PARTITION,
     HEADER_SOURCE_TOPIC,
@@ -90,9 +91,12 @@ def test_mixed_batch_is_routed_and_forwarded_byte_for_byte(
         source = (int(headers[HEADER_SOURCE_PARTITION]), int(headers[HEADER_SOURCE_OFFSET]))
         assert originals[source].value == record.value
         assert originals[source].key == record.key
-    # Valid records keep their own headers and get no error headers.
-    for record in by_topic[topics.legit] + by_topic[topics.fraud]:
-        assert dict(record.headers) == {"origin": b"test"}
+    # Valid records keep their own headers and get no error headers; fraud ones, in order, one
+    # more: the rules that fired (velocity is off, so the amount rule alone).
+    for record in by_topic[topics.legit]:
+        assert record.headers == [("origin", b"test")]
+    for record in by_topic[topics.fraud]:
+        assert record.headers == [("origin", b"test"), (HEADER_RULES, b"amount")]
 
 
 @pytest.mark.parametrize("guarantee", GUARANTEES)
