@@ -24,8 +24,8 @@ is always held (its timestamp is S, which is after S - 2W).
 
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_left, bisect_right, insort
-from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -79,21 +79,52 @@ class WindowCheckpoint:
             return None
 
 
-class PartitionWindow:
-    """One input partition's recent valid transactions, by account."""
+class _Account:
+    """One account's timestamps held, sorted (they may come out of order), 8 bytes each."""
 
-    __slots__ = ("_accounts", "_arrivals", "_limit", "_span", "_window", "stream_time")
+    __slots__ = ("name", "stamps")
+
+    def __init__(self, name: str, timestamp: int) -> None:
+        self.name = name
+        self.stamps = array("q", (timestamp,))
+
+
+# The arrivals' consumed front is cut off once it is this long and half of what is there.
+_COMPACT_AFTER = 4096
+
+
+class PartitionWindow:
+    """One input partition's recent valid transactions, by account.
+
+    Lean because it holds up to 2W of the partition's input: per transaction held, its
+    timestamp twice and its offset, in arrays (8 bytes each, no int objects), and a reference
+    to its account; per account, one small object, its name and an array.
+    """
+
+    __slots__ = (
+        "_accounts",
+        "_head",
+        "_limit",
+        "_offsets",
+        "_owners",
+        "_span",
+        "_times",
+        "_window",
+        "stream_time",
+    )
 
     def __init__(self, rule: VelocityRule) -> None:
         self._limit = rule.max_transactions
         self._window = rule.window_ms
         self._span = 2 * rule.window_ms  # what is older than S - span is forgotten
         self.stream_time: int | None = None
-        # Per account, the timestamps held, sorted (timestamps may come out of order).
-        self._accounts: dict[str, list[int]] = {}
-        # What is held, in offset order: (timestamp, account, offset). Forgetting goes from the
-        # front, so the first offset held is always the front's.
-        self._arrivals: deque[tuple[int, str, int]] = deque()
+        self._accounts: dict[str, _Account] = {}
+        # What is held, in offset order, from index _head on: timestamp, offset and account of
+        # each. Forgetting goes from the front, so the first offset held is always the front's.
+        self._times = array("q")
+        self._offsets = array("q")
+        self._owners: list[_Account] = []  # before _head: forgotten, freed at compaction
+        self._head = 0
 
     def fires(self, account: str, timestamp: int, offset: int) -> bool:
         """Count one valid transaction; True when its account is over the limit."""
@@ -101,37 +132,50 @@ class PartitionWindow:
         if stream_time is None or timestamp > stream_time:
             stream_time = self.stream_time = timestamp
         horizon = stream_time - self._span
-        stamps = self._accounts.get(account)
+        held = self._accounts.get(account)
         count = 1
-        if stamps is not None:
+        if held is not None:
+            stamps = held.stamps
             low = max(timestamp - self._window, horizon)
             count += bisect_right(stamps, timestamp) - bisect_right(stamps, low)
         if timestamp > horizon:
-            if stamps is None:
-                self._accounts[account] = [timestamp]
+            if held is None:
+                held = self._accounts[account] = _Account(account, timestamp)
             elif timestamp >= stamps[-1]:
                 stamps.append(timestamp)
             else:
                 insort(stamps, timestamp)
-            self._arrivals.append((timestamp, account, offset))
-        self._forget(horizon)
+            self._times.append(timestamp)
+            self._offsets.append(offset)
+            self._owners.append(held)
+        times, head = self._times, self._head
+        if head < len(times) and times[head] <= horizon:
+            self._forget(horizon)
         return count > self._limit
 
     def _forget(self, horizon: float) -> None:
         """Drop what lies at or before the horizon, from the front of the arrivals. An older
         timestamp behind a newer one waits for it; until then it is held but never counted."""
-        arrivals, accounts = self._arrivals, self._accounts
-        while arrivals and arrivals[0][0] <= horizon:
-            timestamp, account, _offset = arrivals.popleft()
-            stamps = accounts[account]
+        times, owners, accounts = self._times, self._owners, self._accounts
+        head, end = self._head, len(times)
+        while head < end and times[head] <= horizon:
+            held = owners[head]
+            head += 1
+            stamps = held.stamps
             if len(stamps) == 1:
-                del accounts[account]
+                del accounts[held.name]
             else:
-                del stamps[bisect_left(stamps, timestamp)]
+                del stamps[bisect_left(stamps, times[head - 1])]
+        if head >= _COMPACT_AFTER and 2 * head >= end:
+            del times[:head]
+            del self._offsets[:head]
+            del owners[:head]
+            head = 0
+        self._head = head
 
     def __len__(self) -> int:
         """Transactions held."""
-        return len(self._arrivals)
+        return len(self._times) - self._head
 
     @property
     def accounts(self) -> int:
@@ -140,7 +184,7 @@ class PartitionWindow:
 
     def checkpoint(self, next_offset: int) -> WindowCheckpoint:
         """The checkpoint for a commit at `next_offset`, everything before it counted."""
-        replay_from = self._arrivals[0][2] if self._arrivals else next_offset
+        replay_from = self._offsets[self._head] if len(self) else next_offset
         return WindowCheckpoint(replay_from, self._window)
 
 

@@ -3,6 +3,8 @@ reference implementation (detector/reference.py) on random interleavings."""
 
 from __future__ import annotations
 
+import json
+import random
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -272,3 +274,41 @@ def test_the_router_owns_the_rules_header() -> None:
     outputs = router.outputs([legit, fraud])
     assert outputs[0] == ("legit", b"k", legit.value, [("trace", b"1")])
     assert outputs[1] == ("fraud", b"k", fraud.value, [("trace", b"1"), (HEADER_RULES, b"amount")])
+
+
+def test_a_long_stream_agrees_with_the_reference_through_compactions_and_a_restore() -> None:
+    """Long enough that the window's arrays are cut at the front many times."""
+    rule = VelocityRule(3, 2.0)
+    rng = random.Random(7)
+    events = [
+        (f"ACC{rng.randrange(40)}", rng.choice((0, 5, 10, 10, 20, -25)), "10.00")
+        for _ in range(30_000)
+    ]
+    records = values_and_stamps(events)
+    reference = ReferenceRules(Decimal(900), DEFAULT_MAX_VALUE_BYTES, rule)
+    expected = [reference.expected("in", 0, r.timestamp, r.value).verdict for r in records]
+    window = PartitionWindow(rule)
+    cut = 20_000
+    got = [window.fires(tx_source(r), r.timestamp, r.offset) for r in records[:cut]]
+    assert len(window) < 5000  # what 2 W of stream time holds, not all that came
+    # and the memory behind it: what was forgotten is cut off the arrays, not just skipped
+    assert len(window._times) <= 2 * len(window) + 4096
+    checkpoint = window.checkpoint(cut)
+    # Where the replay starts: the first record still inside S - 2W; none before it is.
+    assert window.stream_time is not None
+    horizon = window.stream_time - 2 * rule.window_ms
+    first = checkpoint.replay_from
+    assert records[first].timestamp > horizon
+    assert all(r.timestamp <= horizon for r in records[:first])
+    window = restore(
+        rule,
+        checkpoint,
+        ((r.value, r.timestamp, r.offset) for r in records[checkpoint.replay_from : cut]),
+    )
+    got += [window.fires(tx_source(r), r.timestamp, r.offset) for r in records[cut:]]
+    assert [Verdict.FRAUD if fired else Verdict.LEGIT for fired in got] == expected
+
+
+def tx_source(record: Rec) -> str:
+    assert record.value is not None
+    return str(json.loads(record.value)["source"])
