@@ -18,18 +18,16 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from kafka.structs import OffsetAndMetadata
 
 from bench.broker import run_tool
 from bench.kafka_ops import encoded_transactions
+from bench.stopping import stop_flag
 from detector.clients import make_consumer as detector_consumer
 from detector.clients import make_producer as detector_producer
 from detector.config import DetectorSettings
@@ -58,17 +56,6 @@ def _produce(args: argparse.Namespace) -> int:
     return 0
 
 
-def _stop_flag() -> threading.Event:
-    stop = threading.Event()
-
-    def handle(_signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handle)
-    signal.signal(signal.SIGINT, handle)
-    return stop
-
-
 def _pipe(args: argparse.Namespace) -> int:
     settings = DetectorSettings(
         kafka_broker_url=args.bootstrap,
@@ -76,7 +63,7 @@ def _pipe(args: argparse.Namespace) -> int:
         consumer_group=args.group,
         processing_guarantee="at_least_once",
     )
-    stop = _stop_flag()
+    stop = stop_flag()
     # The detector's own clients, without the detector's loop around them.
     consumer, producer = detector_consumer(settings).client, detector_producer(settings).client
     consumer.subscribe([args.topic])

@@ -26,14 +26,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 import threading
 import time
 import uuid
 from pathlib import Path
-from types import FrameType
 from typing import Any
+
+from bench.stopping import stop_flag
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 REFERENCE_VENV = REPO_ROOT / ".venv" / "bench-reference"
@@ -47,17 +47,6 @@ def reference_python() -> Path:
     """The reference venv's interpreter (BENCH_REFERENCE_PYTHON overrides it); may not exist."""
     override = os.environ.get("BENCH_REFERENCE_PYTHON")
     return Path(override) if override else REFERENCE_VENV / "bin" / "python"
-
-
-def _stop_flag() -> threading.Event:
-    stop = threading.Event()
-
-    def handle(_signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handle)
-    signal.signal(signal.SIGINT, handle)
-    return stop
 
 
 def _quix(args: argparse.Namespace) -> int:
@@ -187,7 +176,7 @@ class _ConfluentLoop:
 
 
 def _confluent(args: argparse.Namespace) -> int:
-    stop = _stop_flag()
+    stop = stop_flag()
     _ConfluentLoop(args).run(args, stop)
     return 0
 

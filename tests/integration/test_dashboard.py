@@ -62,11 +62,7 @@ def processed(bootstrap: str, topics: Topics, tmp_path: Path) -> list[str]:
 def test_dashboard_renders_the_stream(
     bootstrap: str, topics: Topics, processed: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name, value in topics.env(bootstrap).items():
-        monkeypatch.setenv(name, value)
-    settings = load_settings(DashboardSettings)
-    state = DashboardState(settings.kafka_broker_url, settings.consumer_group, {})
-    reader = TopicReader(settings, state)
+    state, reader = open_reader(bootstrap, topics, monkeypatch)
     state.topics = dict(reader.topics)
     try:
         deadline = time.monotonic() + 60
@@ -118,11 +114,7 @@ def test_rates_start_a_few_seconds_back_and_dead_letters_from_the_beginning(
         producer.flush(timeout=30)
     finally:
         producer.close()
-    for name, value in topics.env(bootstrap).items():
-        monkeypatch.setenv(name, value)
-    settings = load_settings(DashboardSettings)
-    state = DashboardState(settings.kafka_broker_url, settings.consumer_group, {})
-    reader = TopicReader(settings, state)
+    state, reader = open_reader(bootstrap, topics, monkeypatch)
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and state.totals[DEAD_LETTER] < 10:
@@ -155,11 +147,7 @@ def test_fraud_is_counted_by_the_rules_header_it_was_written_with(
         producer.flush(timeout=30)
     finally:
         producer.close()
-    for name, value in topics.env(bootstrap).items():
-        monkeypatch.setenv(name, value)
-    settings = load_settings(DashboardSettings)
-    state = DashboardState(settings.kafka_broker_url, settings.consumer_group, {})
-    reader = TopicReader(settings, state)
+    state, reader = open_reader(bootstrap, topics, monkeypatch)
     state.topics = dict(reader.topics)
     try:
         deadline = time.monotonic() + 30
@@ -174,6 +162,17 @@ def test_fraud_is_counted_by_the_rules_header_it_was_written_with(
     text = export_text(state, width=120)
     assert "fraud by rule" in text
     assert "amount,velocity" in text
+
+
+def open_reader(
+    bootstrap: str, topics: Topics, monkeypatch: pytest.MonkeyPatch
+) -> tuple[DashboardState, TopicReader]:
+    """The dashboard's state and reader, with settings from the topics' environment."""
+    for name, value in topics.env(bootstrap).items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings(DashboardSettings)
+    state = DashboardState(settings.kafka_broker_url, settings.consumer_group, {})
+    return state, TopicReader(settings, state)
 
 
 def dashboard_env(bootstrap: str, topics: Topics) -> dict[str, str]:
