@@ -338,6 +338,7 @@ class Detector:
                     committed = self.consumer.committed(tp)
                     if self.windows is not None:
                         self.windows.restore(tp, committed)
+                        self.liveness.beat()  # a restore is progress, not a stuck loop
                     break
                 except NotAllowedError as exc:
                     raise FatalDetectorError(f"cannot read the committed input: {exc}") from exc
