@@ -24,6 +24,7 @@ is always held (its timestamp is S, which is after S - 2W).
 
 from __future__ import annotations
 
+import math
 from array import array
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Iterable
@@ -110,13 +111,17 @@ class PartitionWindow:
         "_span",
         "_times",
         "_window",
+        "_window_ms",
         "stream_time",
     )
 
     def __init__(self, rule: VelocityRule) -> None:
         self._limit = rule.max_transactions
-        self._window = rule.window_ms
-        self._span = 2 * rule.window_ms  # what is older than S - span is forgotten
+        self._window_ms = rule.window_ms
+        # Timestamps are whole ms, so `ts > t - W` is `ts > t - ceil(W)`: integers compare
+        # faster than floats, and the arrays hold integers.
+        self._window = math.ceil(rule.window_ms)
+        self._span = math.ceil(2 * rule.window_ms)  # what is at or before S - span is forgotten
         self.stream_time: int | None = None
         self._accounts: dict[str, _Account] = {}
         # What is held, in offset order, from index _head on: timestamp, offset and account of
@@ -134,14 +139,20 @@ class PartitionWindow:
         horizon = stream_time - self._span
         held = self._accounts.get(account)
         count = 1
+        in_order = True
         if held is not None:
             stamps = held.stamps
-            low = max(timestamp - self._window, horizon)
-            count += bisect_right(stamps, timestamp) - bisect_right(stamps, low)
+            low = timestamp - self._window
+            if low < horizon:
+                low = horizon
+            in_order = timestamp >= stamps[-1]
+            # In order (the usual case), everything held is at or before the timestamp.
+            below = len(stamps) if in_order else bisect_right(stamps, timestamp)
+            count += below - bisect_right(stamps, low)
         if timestamp > horizon:
             if held is None:
                 held = self._accounts[account] = _Account(account, timestamp)
-            elif timestamp >= stamps[-1]:
+            elif in_order:
                 stamps.append(timestamp)
             else:
                 insort(stamps, timestamp)
@@ -153,7 +164,7 @@ class PartitionWindow:
             self._forget(horizon)
         return count > self._limit
 
-    def _forget(self, horizon: float) -> None:
+    def _forget(self, horizon: int) -> None:
         """Drop what lies at or before the horizon, from the front of the arrivals. An older
         timestamp behind a newer one waits for it; until then it is held but never counted."""
         times, owners, accounts = self._times, self._owners, self._accounts
@@ -185,7 +196,7 @@ class PartitionWindow:
     def checkpoint(self, next_offset: int) -> WindowCheckpoint:
         """The checkpoint for a commit at `next_offset`, everything before it counted."""
         replay_from = self._offsets[self._head] if len(self) else next_offset
-        return WindowCheckpoint(replay_from, self._window)
+        return WindowCheckpoint(replay_from, self._window_ms)
 
 
 def restore(

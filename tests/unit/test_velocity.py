@@ -48,6 +48,12 @@ def test_a_transaction_w_minus_one_ms_earlier_is_counted() -> None:
     assert fires(window, [T0, T0 + W_MS - 1]) == [False, True]
 
 
+def test_a_window_of_a_fraction_of_a_millisecond_compares_like_the_reals() -> None:
+    """W = 1.5 ms: 1 ms earlier is inside (t - 1.5, t], 2 ms earlier is not."""
+    window = PartitionWindow(VelocityRule(1, 0.0015))
+    assert fires(window, [T0, T0 + 1, T0 + 3, T0 + 5]) == [False, True, False, False]
+
+
 def test_n_equal_one_fires_on_the_second_within_the_window() -> None:
     window = PartitionWindow(VelocityRule(1, W))
     assert fires(window, [T0, T0 + 1, T0 + 2, T0 + 3 * W_MS]) == [False, True, True, False]
