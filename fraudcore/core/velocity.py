@@ -142,9 +142,7 @@ class PartitionWindow:
         in_order = True
         if held is not None:
             stamps = held.stamps
-            low = timestamp - self._window
-            if low < horizon:
-                low = horizon
+            low = max(timestamp - self._window, horizon)
             in_order = timestamp >= stamps[-1]
             # In order (the usual case), everything held is at or before the timestamp.
             below = len(stamps) if in_order else bisect_right(stamps, timestamp)
