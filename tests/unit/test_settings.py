@@ -78,6 +78,12 @@ def test_bad_generator_setting_names_the_variable(
         ("FRAUD_AMOUNT_THRESHOLD", "-1"),
         ("PROCESSING_GUARANTEE", "maybe_once"),
         ("COMMIT_INTERVAL_MS", "0"),
+        ("VELOCITY_MAX_TRANSACTIONS", "0"),
+        ("VELOCITY_MAX_TRANSACTIONS", "2.5"),
+        ("VELOCITY_WINDOW_SECONDS", "0"),
+        ("VELOCITY_WINDOW_SECONDS", "-3"),
+        ("VELOCITY_WINDOW_SECONDS", "inf"),
+        ("VELOCITY_WINDOW_SECONDS", "soon"),
     ],
 )
 def test_bad_detector_setting_names_the_variable(
@@ -86,6 +92,34 @@ def test_bad_detector_setting_names_the_variable(
     monkeypatch.setenv(name, value)
     with pytest.raises(SettingsError, match=name):
         load_settings(DetectorSettings)
+
+
+@pytest.mark.parametrize(
+    ("given", "missing"),
+    [
+        ("VELOCITY_MAX_TRANSACTIONS", "VELOCITY_WINDOW_SECONDS"),
+        ("VELOCITY_WINDOW_SECONDS", "VELOCITY_MAX_TRANSACTIONS"),
+    ],
+)
+def test_the_velocity_rule_needs_both_settings(given: str, missing: str) -> None:
+    done = run_command([sys.executable, "-m", "detector"], {given: "3", "PATH": ""}, timeout=60)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert f"{given} is set, {missing} is not" in lines[0]
+
+
+def test_the_velocity_rule_is_off_without_its_settings_and_on_with_both(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("VELOCITY_MAX_TRANSACTIONS", "VELOCITY_WINDOW_SECONDS"):
+        monkeypatch.delenv(name, raising=False)
+    assert load_settings(DetectorSettings).velocity_rule is None
+    monkeypatch.setenv("VELOCITY_MAX_TRANSACTIONS", "3")
+    monkeypatch.setenv("VELOCITY_WINDOW_SECONDS", "0.5")
+    rule = load_settings(DetectorSettings).velocity_rule
+    assert rule is not None
+    assert (rule.max_transactions, rule.window_ms) == (3, 500.0)
 
 
 @pytest.mark.parametrize("service", ["generator", "detector"])
