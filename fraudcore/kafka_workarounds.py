@@ -7,6 +7,7 @@ into kafka-python's private attributes.
 
 from __future__ import annotations
 
+import logging
 import socket
 import ssl
 import threading
@@ -363,3 +364,29 @@ def client_io_thread_name(client_id: str) -> str:
     told from the service's (fraudcore/health.py QuietProbeLogs); the name is not API.
     """
     return f"kafka-io-{client_id}"
+
+
+# kafka-python's transport reads after awaiting a readable socket without checking that it was
+# not aborted meanwhile (KafkaTCPTransport._read_from_sock). After an abort (_sock None) the read
+# fails on None and is logged, with a traceback, as if a live connection broke: a fatal error
+# that closes the clients, e.g. a refused transactional id, ended in a traceback instead of one
+# line. The filter drops exactly that record for a transport already closed; any other read
+# error is still logged.
+TRANSPORT_LOGGER = "kafka.net.transport"
+READ_ERROR_MESSAGE = "%s: Error receiving network data closing socket"
+
+
+class _ReadAfterAbortFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg != READ_ERROR_MESSAGE or not isinstance(record.args, tuple):
+            return True
+        transport = record.args[0] if record.args else None
+        closed = getattr(transport, "_closed", False) and getattr(transport, "_sock", 0) is None
+        return not closed
+
+
+def quiet_reads_after_abort() -> None:
+    """Install the filter on kafka-python's transport logger (once)."""
+    logger = logging.getLogger(TRANSPORT_LOGGER)
+    if not any(isinstance(f, _ReadAfterAbortFilter) for f in logger.filters):
+        logger.addFilter(_ReadAfterAbortFilter())

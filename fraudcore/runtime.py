@@ -13,6 +13,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from types import FrameType
 
+from fraudcore.kafka_workarounds import quiet_reads_after_abort
+
 log = logging.getLogger(__name__)
 
 
@@ -62,6 +64,7 @@ def configure_logging(level: str, log_format: str = "human") -> None:
     )
     logging.basicConfig(level=level, handlers=[handler], force=True)
     logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    quiet_reads_after_abort()
 
 
 class StopFlag:

@@ -7,16 +7,26 @@ fail here, loudly, rather than the workaround doing nothing in production.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from kafka.errors import KafkaError, KafkaTimeoutError, ProducerFencedError
+from kafka.net.transport import KafkaSSLTransport, KafkaTCPTransport
 
-from fraudcore.kafka_workarounds import client_io_thread_name, discard_producer, underlying_error
+from fraudcore.kafka_workarounds import (
+    READ_ERROR_MESSAGE,
+    TRANSPORT_LOGGER,
+    client_io_thread_name,
+    discard_producer,
+    quiet_reads_after_abort,
+    underlying_error,
+)
 from kafka import KafkaConsumer, KafkaProducer
 
 
@@ -93,3 +103,48 @@ def test_a_clients_network_thread_and_its_logs_carry_the_expected_name(
             consumer.close()
     threads = {r.threadName for r in caplog.records if r.name.startswith("kafka")}
     assert expected in threads, f"no kafka log line came from {expected!r}, only from {threads}"
+
+
+def _aborted_transport(cls: type[Any]) -> Any:
+    """A real transport in the state an abort leaves it: closed, its socket gone."""
+    transport = object.__new__(cls)
+    transport._closed = True
+    transport._sock = None
+    return transport
+
+
+@pytest.mark.parametrize("cls", [KafkaTCPTransport, KafkaSSLTransport])
+def test_a_read_after_an_abort_is_not_logged_as_a_broken_connection(
+    cls: type[Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """kafka-python reads a socket it was waiting on without checking that the transport was
+    aborted meanwhile; the read fails on None and logs a traceback (seen after a refused
+    transactional id). The filter drops that record for a closed transport only."""
+    # The internals relied on: the message, and no check of _closed between wait and read.
+    assert READ_ERROR_MESSAGE in cls._sock_recv.__code__.co_consts
+    source = inspect.getsource(KafkaTCPTransport._read_from_sock)
+    waited = source.index("await self._net.wait_read(self._sock)")
+    assert "_closed" not in source[waited : source.index("self._sock_recv()")], (
+        "kafka-python now checks for an abort before reading: drop quiet_reads_after_abort"
+    )
+    logger = logging.getLogger(TRANSPORT_LOGGER)
+    saved = list(logger.filters)
+    try:
+        logger.filters.clear()
+        with caplog.at_level(logging.ERROR, logger=TRANSPORT_LOGGER):
+            _data, error = _aborted_transport(cls)._sock_recv()
+        assert error is not None
+        assert [r.exc_info is not None for r in caplog.records] == [True]  # the noise, unfiltered
+        caplog.clear()
+        quiet_reads_after_abort()
+        quiet_reads_after_abort()  # once is enough
+        assert len(logger.filters) == 1
+        with caplog.at_level(logging.ERROR, logger=TRANSPORT_LOGGER):
+            _data, error = _aborted_transport(cls)._sock_recv()
+            live = _aborted_transport(cls)
+            live._closed = False  # a live connection's read error is still logged
+            live._sock_recv()
+        assert error is not None
+        assert len(caplog.records) == 1
+    finally:
+        logger.filters[:] = saved
