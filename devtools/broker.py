@@ -15,6 +15,25 @@ from types import TracebackType
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BROKER_SCRIPT = REPO_ROOT / "kafka" / "broker.sh"
 SCRIPT_TIMEOUT_SECONDS = 180.0  # `up` takes 5-8 s (21 s under load); `down` gives it 60 s to stop
+
+
+def run_command(
+    args: list[str], env: Mapping[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run a command from the repository root, stdout and stderr captured as text; the caller
+    judges the exit code."""
+    return subprocess.run(
+        args,
+        env=None if env is None else dict(env),
+        cwd=REPO_ROOT,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 SECURE_UP_TIMEOUT_SECONDS = 300.0  # `up --secure` makes a CA, certificates, users and ACLs first
 
 
@@ -66,15 +85,8 @@ class JarBroker:
 
     def _script(self, *args: str, timeout: float = SCRIPT_TIMEOUT_SECONDS) -> str:
         """Run kafka/broker.sh `args` on this broker's data dir; its output (stdout, stderr)."""
-        done = subprocess.run(
-            [str(BROKER_SCRIPT), *args, "--data-dir", str(self.data_dir)],
-            env=self._env,
-            cwd=REPO_ROOT,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
+        done = run_command(
+            [str(BROKER_SCRIPT), *args, "--data-dir", str(self.data_dir)], self._env, timeout
         )
         output = done.stdout + done.stderr
         if self._log is not None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 import uuid
@@ -12,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from devtools.broker import REPO_ROOT
+from devtools.broker import REPO_ROOT, run_command
 from devtools.procs import Process
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
@@ -138,23 +137,6 @@ def consume(
     finally:
         consumer.close()
     return records
-
-
-def run_command(
-    args: list[str], env: Mapping[str, str] | None = None, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    """Run a command from the repository root, stdout and stderr captured as text; the test
-    judges the exit code."""
-    return subprocess.run(
-        args,
-        env=None if env is None else dict(env),
-        cwd=REPO_ROOT,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 def wait_until(condition: Any, timeout: float, what: str, interval: float = 0.1) -> None:
