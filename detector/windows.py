@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from fraudcore.core import velocity
+from fraudcore.core.rule import replay
 from fraudcore.core.velocity import PartitionWindow, VelocityRule, WindowCheckpoint
 from fraudcore.kafka_port import OffsetAndMetadata, TopicPartition
 from fraudcore.kafka_reader import PartitionReader
@@ -93,11 +93,8 @@ class VelocityWindows:
         records = self._reader.read(
             tp, checkpoint.replay_from, committed.offset, RESTORE_TIMEOUT_SECONDS
         )
-        window = velocity.restore(
-            rule,
-            checkpoint,
-            ((r.value, r.timestamp, r.offset) for r in records),
-            self._max_value_bytes,
+        window = replay(
+            rule, ((r.value, r.timestamp, r.offset) for r in records), self._max_value_bytes
         )
         log.info(
             "restored the velocity window of %s: offsets %d to %d read, %d transactions of %d "

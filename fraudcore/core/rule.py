@@ -5,6 +5,7 @@ rule, fraudcore/core/velocity.py), or both. Every fraud record names the rules t
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -14,7 +15,7 @@ from fraudcore.core.codec import (
     decode_amount,
     decode_source_amount,
 )
-from fraudcore.core.velocity import PartitionWindow
+from fraudcore.core.velocity import PartitionWindow, VelocityRule
 
 DEFAULT_THRESHOLD = Decimal(900)
 
@@ -87,6 +88,20 @@ def classify_with_velocity(
     if is_fraud(amount, threshold):
         return FRAUD_BY_BOTH if by_velocity else FRAUD_BY_AMOUNT
     return FRAUD_BY_VELOCITY if by_velocity else LEGIT
+
+
+def replay(
+    rule: VelocityRule,
+    records: Iterable[tuple[bytes | None, int, int]],
+    max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
+) -> PartitionWindow:
+    """A partition's window rebuilt from its (value, timestamp, offset) records, from a
+    checkpoint's replay_from up to the committed offset: each counted exactly as
+    classify_with_velocity counts it live (invalid ones not at all); verdicts are not needed."""
+    window = PartitionWindow(rule)
+    for value, timestamp, offset in records:
+        classify_with_velocity(value, timestamp, offset, window, max_value_bytes=max_value_bytes)
+    return window
 
 
 def without_rules_header(headers: list[tuple[str, bytes]] | None) -> list[tuple[str, bytes]]:

@@ -16,7 +16,8 @@ costs nothing.
 Exactly-once state. The state of a partition at its committed offset is a function of the input
 before that offset, so it is rebuilt from the input rather than kept in a changelog: each commit
 carries, in its offset metadata, the first offset still held (`checkpoint`), and a new owner (or
-the same detector after an abort) replays from that offset up to the committed one (`restore`).
+the same detector after an abort) replays from that offset up to the committed one
+(fraudcore/core/rule.py `replay`).
 That replay sees every record the state holds, in any timestamp order, since nothing before the
 first held offset is held; and it finds the stream time again, because the record that set it
 is always held (its timestamp is S, which is after S - 2W).
@@ -27,14 +28,7 @@ from __future__ import annotations
 import math
 from array import array
 from bisect import bisect_left, bisect_right, insort
-from collections.abc import Iterable
 from dataclasses import dataclass
-
-from fraudcore.core.codec import (
-    DEFAULT_MAX_VALUE_BYTES,
-    InvalidTransactionError,
-    decode_source_amount,
-)
 
 CHECKPOINT_VERSION = "velocity/1"
 
@@ -195,24 +189,3 @@ class PartitionWindow:
         """The checkpoint for a commit at `next_offset`, everything before it counted."""
         replay_from = self._offsets[self._head] if len(self) else next_offset
         return WindowCheckpoint(replay_from, self._window_ms)
-
-
-def restore(
-    rule: VelocityRule,
-    checkpoint: WindowCheckpoint | None,
-    records: Iterable[tuple[bytes | None, int, int]],
-    max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
-) -> PartitionWindow:
-    """The window as it was at the checkpoint, from the (value, timestamp, offset) records from
-    `checkpoint.replay_from` up to the committed offset. No checkpoint: an empty window."""
-    window = PartitionWindow(rule)
-    if checkpoint is None:
-        return window
-    fires = window.fires
-    for value, timestamp, offset in records:
-        try:
-            source, _amount = decode_source_amount(value, max_value_bytes)
-        except InvalidTransactionError:
-            continue  # dead-lettered: never counted
-        fires(source, timestamp, offset)
-    return window

@@ -17,13 +17,8 @@ from detector.reference import Expected, ReferenceRules
 from detector.routing import Router
 from fraudcore.core.codec import DEFAULT_MAX_VALUE_BYTES, encode
 from fraudcore.core.model import Transaction
-from fraudcore.core.rule import HEADER_RULES, Verdict
-from fraudcore.core.velocity import (
-    PartitionWindow,
-    VelocityRule,
-    WindowCheckpoint,
-    restore,
-)
+from fraudcore.core.rule import HEADER_RULES, Verdict, replay
+from fraudcore.core.velocity import PartitionWindow, VelocityRule, WindowCheckpoint
 
 W = 10.0  # seconds
 W_MS = 10_000
@@ -255,8 +250,8 @@ def test_the_detector_agrees_with_the_reference_through_restores(
         got += [as_expected(o) for o in router.outputs(records[start:cut], window)]
         start = max(start, cut)
         checkpoint = window.checkpoint(start)  # what the commit at `start` carries
-        replay = records[checkpoint.replay_from : start]
-        window = restore(rule, checkpoint, ((r.value, r.timestamp, r.offset) for r in replay))
+        replayed = records[checkpoint.replay_from : start]
+        window = replay(rule, ((r.value, r.timestamp, r.offset) for r in replayed))
     assert got == expected
 
 
@@ -306,10 +301,8 @@ def test_a_long_stream_agrees_with_the_reference_through_compactions_and_a_resto
     first = checkpoint.replay_from
     assert records[first].timestamp > horizon
     assert all(r.timestamp <= horizon for r in records[:first])
-    window = restore(
-        rule,
-        checkpoint,
-        ((r.value, r.timestamp, r.offset) for r in records[checkpoint.replay_from : cut]),
+    window = replay(
+        rule, ((r.value, r.timestamp, r.offset) for r in records[checkpoint.replay_from : cut])
     )
     got += [window.fires(tx_source(r), r.timestamp, r.offset) for r in records[cut:]]
     assert [Verdict.FRAUD if fired else Verdict.LEGIT for fired in got] == expected
