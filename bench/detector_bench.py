@@ -51,8 +51,16 @@ class StalledError(RuntimeError):
     """A consumer made no progress (see the process log); the run is tried once more."""
 
 
-def _timed(ctx: Context, process: Process, read: Callable[[], int], what: str) -> dict[str, Any]:
-    target = ctx.config.records
+def timed(
+    ctx: Context,
+    process: Process,
+    read: Callable[[], int],
+    what: str,
+    target: int | None = None,
+) -> dict[str, Any]:
+    """Time `process` until `read()` (its group's committed offsets) reaches `target`, by
+    default the preloaded input's size; then stop it. Raises StalledError if it does not."""
+    target = ctx.config.records if target is None else target
     try:
         progress = watch(read, target, 120 + target / 500, process.running, cpu=process.cpu_seconds)
         peak_rss = process.peak_rss_mb()
@@ -143,7 +151,7 @@ def _detector(
     )
     what = f"detector {guarantee}{', velocity on' if velocity else ''}"
     with admin_client(ctx.bootstrap) as admin:
-        result = _timed(ctx, process, lambda: committed(admin, group), what)
+        result = timed(ctx, process, lambda: committed(admin, group), what)
     if velocity:
         result["env"] = VELOCITY_ENV
     if guarantee == "at_least_once":
@@ -179,7 +187,7 @@ def _reference(
     try:
         with admin_client(ctx.bootstrap) as admin:
             what = f"{REFERENCE_LABELS[kind]} {guarantee}"
-            result = _timed(ctx, process, lambda: committed(admin, group), what)
+            result = timed(ctx, process, lambda: committed(admin, group), what)
     finally:
         shutil.rmtree(state_dir, ignore_errors=True)
     if guarantee == "at_least_once":
@@ -195,7 +203,7 @@ def _raw_pipe(ctx: Context, input_topic: str, run: int) -> dict[str, Any]:
         "pipe", f"raw-pipe-{run}", ["--topic", input_topic, "--group", group, "--output", output]
     )
     with admin_client(ctx.bootstrap) as admin:
-        return _timed(ctx, process, lambda: committed(admin, group), "raw pipe")
+        return timed(ctx, process, lambda: committed(admin, group), "raw pipe")
 
 
 def _naive(ctx: Context, input_topic: str, run: int) -> dict[str, Any]:
@@ -209,7 +217,7 @@ def _naive(ctx: Context, input_topic: str, run: int) -> dict[str, Any]:
     )
     partitions = ctx.config.partitions
     with admin_client(ctx.bootstrap) as admin:
-        result = _timed(
+        result = timed(
             ctx, process, lambda: end_offsets(admin, [legit, fraud], partitions), "naive detector"
         )
     result["outputs"] = _outputs(ctx, legit, fraud)

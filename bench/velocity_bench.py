@@ -16,12 +16,13 @@ import time
 from typing import Any
 
 from bench.context import Context, log
-from bench.kafka_ops import admin_client, committed, create_topics, watch
+from bench.detector_bench import VELOCITY_ENV, timed
+from bench.kafka_ops import admin_client, committed, create_topics
 from fraudcore.core.codec import encode, encode_key
 from fraudcore.core.model import TransactionFactory
 from kafka import KafkaProducer
 
-MAX_TRANSACTIONS = 3
+MAX_TRANSACTIONS = int(VELOCITY_ENV["VELOCITY_MAX_TRANSACTIONS"])  # N of the velocity rows
 RESTORED = re.compile(
     r"restored the velocity window of \S+: offsets (\d+) to (\d+) read, (\d+) transactions of "
     r"(\d+) accounts held, in ([\d.]+)s"
@@ -67,21 +68,8 @@ def _drain(ctx: Context, topic: str, group: str, velocity: bool, total: int) -> 
     label = f"window-{'velocity' if velocity else 'amount'}"
     process = ctx.service("detector", label, _env(ctx, topic, group, velocity))
     with admin_client(ctx.bootstrap) as admin:
-        try:
-            progress = watch(
-                lambda: committed(admin, group),
-                total,
-                120 + total / 500,
-                process.running,
-                cpu=process.cpu_seconds,
-            )
-            peak = process.peak_rss_mb()
-        finally:
-            process.stop()
-    if not progress.finished:
-        raise RuntimeError(f"{label} did not finish:\n{process.output_tail()}")
-    log.info("%s: %.0f records/s, peak RSS %s MiB", label, progress.rate(), peak)
-    return {"rate": progress.rate(), "peak_rss_mb": peak}
+        result = timed(ctx, process, lambda: committed(admin, group), label, total)
+    return {"rate": result["rate"], "peak_rss_mb": result["peak_rss_mb"]}
 
 
 def _restore(ctx: Context, topic: str, group: str) -> dict[str, Any]:
