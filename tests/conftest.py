@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from kafka import KafkaAdminClient
 from tests.broker import Broker, start_broker
 from tests.kafka_helpers import Topics
 
@@ -41,3 +42,11 @@ def bootstrap(broker: Broker) -> str:
 @pytest.fixture
 def topics() -> Topics:
     return Topics.fresh()
+
+
+@pytest.fixture
+def admin(bootstrap: str) -> Iterator[KafkaAdminClient]:
+    """An admin client of the session's broker, closed after the test."""
+    client = KafkaAdminClient(bootstrap_servers=bootstrap)
+    yield client
+    client.close()

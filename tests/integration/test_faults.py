@@ -15,7 +15,6 @@ import random
 import re
 import sys
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -53,13 +52,6 @@ def produce_unique(bootstrap: str, topic: str, count: int, seed: int) -> None:
     factory = TransactionFactory(seed=seed)
     txs = (factory.next() for _ in range(count))
     assert produce(bootstrap, topic, ((encode_key(tx), encode(tx)) for tx in txs)) == count
-
-
-@pytest.fixture
-def admin(bootstrap: str) -> Iterator[KafkaAdminClient]:
-    client = KafkaAdminClient(bootstrap_servers=bootstrap)
-    yield client
-    client.close()
 
 
 def committed(admin: KafkaAdminClient, topics: Topics) -> dict[int, int]:

@@ -61,13 +61,6 @@ def produce_stream(bootstrap: str, topic: str, seed: int, start: int, count: int
     assert sent == count
 
 
-@pytest.fixture
-def admin(bootstrap: str) -> Iterator[KafkaAdminClient]:
-    client = KafkaAdminClient(bootstrap_servers=bootstrap)
-    yield client
-    client.close()
-
-
 def restores(services: list[Service]) -> list[tuple[int, int]]:
     """Every window restore the detectors logged: (from, to) offsets replayed."""
     return [(int(a), int(b)) for s in services for a, b in RESTORED.findall(s.output())]
