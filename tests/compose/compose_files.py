@@ -127,3 +127,18 @@ def parse_listeners(value: str) -> dict[str, tuple[str, int]]:
         host, _, port = address.rpartition(":")
         out[name] = (host, int(port))
     return out
+
+
+def assert_only_tls_listeners(env: dict[str, str]) -> dict[str, tuple[str, int]]:
+    """The secure broker's listeners: every one has a protocol, clients are advertised only
+    SASL_SSL, the controller speaks TLS, nothing is PLAINTEXT. Returns the advertised ones."""
+    listeners = parse_listeners(env["KAFKA_LISTENERS"])
+    advertised = parse_listeners(env["KAFKA_ADVERTISED_LISTENERS"])
+    protocols = dict(
+        item.split(":") for item in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(",")
+    )
+    assert set(listeners) <= set(protocols)
+    assert {protocols[name] for name in advertised} == {"SASL_SSL"}
+    assert protocols["CONTROLLER"] == "SSL", "the controller listener is TLS too"
+    assert "PLAINTEXT" not in protocols.values()
+    return advertised

@@ -31,9 +31,9 @@ from generator.config import GeneratorSettings
 from tests.compose.compose_files import (
     REPO,
     as_str,
+    assert_only_tls_listeners,
     environment_of,
     interpolate,
-    parse_listeners,
     read_dotenv,
     references,
     walk_strings,
@@ -139,15 +139,7 @@ def test_broker_has_no_plaintext_listener(
     }
     assert plaintext, "the base broker has plaintext listeners to replace"
     assert plaintext <= set(env), f"left from the base file: {sorted(plaintext - set(env))}"
-    listeners = parse_listeners(env["KAFKA_LISTENERS"])
-    advertised = parse_listeners(env["KAFKA_ADVERTISED_LISTENERS"])
-    protocols = dict(
-        item.split(":") for item in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(",")
-    )
-    assert set(listeners) <= set(protocols)
-    assert {protocols[name] for name in advertised} == {"SASL_SSL"}
-    assert protocols["CONTROLLER"] == "SSL", "the controller listener is TLS too"
-    assert "PLAINTEXT" not in protocols.values()
+    advertised = assert_only_tls_listeners(env)
     assert advertised["SASL_SSL"] == ("broker", 9092), "containers still use broker:9092"
     assert advertised["SASL_SSL_HOST"] == ("localhost", 29092)
     assert env["KAFKA_INTER_BROKER_LISTENER_NAME"] == "SASL_SSL"

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.compose.compose_files import REPO, parse_listeners, walk_strings
+from tests.compose.compose_files import REPO, assert_only_tls_listeners, walk_strings
 from tests.docker.engine import Compose, unique
 
 REPO_TOPICS = REPO / "kafka" / "topics.txt"
@@ -138,15 +138,7 @@ def test_secure_broker_keeps_the_image_and_gets_a_volume_of_its_own(
 
 def test_secure_broker_has_no_plaintext_listener(models: dict[str, dict[str, Any]]) -> None:
     env = _env(_service(models["kafka + secure"], "broker"))
-    listeners = parse_listeners(env["KAFKA_LISTENERS"])
-    advertised = parse_listeners(env["KAFKA_ADVERTISED_LISTENERS"])
-    protocols = dict(
-        item.split(":") for item in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(",")
-    )
-    assert set(listeners) <= set(protocols)
-    assert {protocols[name] for name in advertised} == {"SASL_SSL"}
-    assert protocols["CONTROLLER"] == "SSL"
-    assert "PLAINTEXT" not in protocols.values()
+    assert_only_tls_listeners(env)
     assert env["KAFKA_INTER_BROKER_LISTENER_NAME"] == "SASL_SSL"
     # What the base file sets and the override does not is still there (the merge is by key).
     base = _env(_service(models["kafka"], "broker"))
