@@ -31,16 +31,28 @@ from bench.stopping import stop_flag
 from detector.clients import make_consumer as detector_consumer
 from detector.clients import make_producer as detector_producer
 from detector.config import DetectorSettings
+from fraudcore.kafka.kafka_python import clients as kafka_python
 from fraudcore.runtime import freeze_startup_heap
 from generator.app import make_producer as generator_producer
 from generator.config import GeneratorSettings
 from kafka import KafkaConsumer, KafkaProducer
 
 
+def raw_producer(made: object) -> KafkaProducer:
+    """The kafka-python client inside one of our producers: this row measures the raw pipe."""
+    assert isinstance(made, kafka_python.Producer), "the raw-pipe rows run on kafka-python"
+    return made.client
+
+
+def raw_consumer(made: object) -> KafkaConsumer:
+    assert isinstance(made, kafka_python.Consumer), "the raw-pipe rows run on kafka-python"
+    return made.client
+
+
 def _produce(args: argparse.Namespace) -> int:
     records = encoded_transactions(args.count, args.seed)
     settings = GeneratorSettings(kafka_broker_url=args.bootstrap, transactions_topic=args.topic)
-    producer = generator_producer(settings).client  # the generator's client, raw sends
+    producer = raw_producer(generator_producer(settings))  # the generator's client, raw sends
     try:
         producer.partitions_for(args.topic)
         freeze_startup_heap()  # as the generator does before its loop
@@ -65,7 +77,8 @@ def _pipe(args: argparse.Namespace) -> int:
     )
     stop = stop_flag()
     # The detector's own clients, without the detector's loop around them.
-    consumer, producer = detector_consumer(settings).client, detector_producer(settings).client
+    consumer = raw_consumer(detector_consumer(settings))
+    producer = raw_producer(detector_producer(settings))
     consumer.subscribe([args.topic])
     freeze_startup_heap()  # as the detector does before its loop
     pending: dict[Any, Any] = {}

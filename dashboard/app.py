@@ -28,8 +28,6 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from kafka.errors import KafkaError
-from kafka.structs import TopicPartition
 from rich.console import Console
 from rich.live import Live
 
@@ -45,12 +43,11 @@ from dashboard.model import (
     lag_from_offsets,
 )
 from dashboard.render import render
+from fraudcore import kafka
 from fraudcore.config import SettingsError, load_settings
-from fraudcore.errors import BrokerUnavailableError
-from fraudcore.kafka_admin import wait_for_broker
-from fraudcore.kafka_port import client_options
-from fraudcore.runtime import StopFlag, configure_logging
-from kafka import KafkaAdminClient, KafkaConsumer
+from fraudcore.errors import BrokerUnavailableError, ClientError
+from fraudcore.kafka.types import TopicPartition
+from fraudcore.runtime import LIBRARY_LOGGERS, StopFlag, configure_logging
 
 log = logging.getLogger(__name__)
 
@@ -74,26 +71,18 @@ def _clock_text(now: float) -> str:
 
 
 class TopicReader:
-    """The Kafka side: one consumer for the four topics, one admin client for the group's lag."""
+    """The Kafka side: one reader for the four topics, one admin client for the group's lag."""
 
     def __init__(self, settings: DashboardSettings, state: DashboardState) -> None:
         self.settings = settings
         self.state = state
         self.topics = topics_of(settings)
         self._role_of = {topic: role for role, topic in self.topics.items()}
-        options = {
-            **client_options(settings, "dashboard"),
-            "request_timeout_ms": REQUEST_TIMEOUT_MS,
-        }
-        self.consumer = KafkaConsumer(
-            **options,
-            group_id=None,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-            auto_offset_reset="latest",
-            max_partition_fetch_bytes=4 * 1024 * 1024,
+        driver = kafka.driver(settings)
+        self.consumer = driver.reader(
+            settings, "dashboard", from_latest=True, request_timeout_ms=REQUEST_TIMEOUT_MS
         )
-        self.admin = KafkaAdminClient(**options)
+        self.admin = driver.admin(settings, "dashboard", REQUEST_TIMEOUT_MS)
         self._live_from: dict[TopicPartition, int] = {}
         self._assigned: set[TopicPartition] = set()
         self._topics_checked_at = float("-inf")
@@ -117,11 +106,11 @@ class TopicReader:
         found: set[TopicPartition] = set()
         missing = []
         for topic in self.topics.values():
-            partitions = self.consumer.partitions_for_topic(topic)
+            partitions = self.consumer.partitions(topic)
             if not partitions:
                 missing.append(topic)
                 continue
-            found |= {TopicPartition(topic, p) for p in partitions}
+            found |= set(partitions)
         self.state.missing_topics = tuple(missing)
         new = found - self._assigned
         if not new:
@@ -147,7 +136,7 @@ class TopicReader:
                 start = live = beginning[tp]
             else:
                 found = by_time.get(tp)
-                live = found.offset if found is not None else end[tp]
+                live = found if found is not None else end[tp]
                 start = live
                 if role == FRAUD:  # a few older ones too, for the latest-fraud list
                     start = min(live, max(beginning[tp], end[tp] - LATEST_FRAUD))
@@ -162,7 +151,7 @@ class TopicReader:
             time.sleep(timeout_ms / 1000)
             return 0
         count = 0
-        for tp, records in self.consumer.poll(timeout_ms=timeout_ms).items():
+        for tp, records in self.consumer.poll(timeout_ms).items():
             role = self._role_of[tp.topic]
             live_from = self._live_from.get(tp, 0)
             for record in records:
@@ -181,16 +170,15 @@ class TopicReader:
             return
         try:
             end = self.consumer.end_offsets(input_tps)
-            offsets = self.admin.list_group_offsets({group: input_tps}).get(group, {})
-        except KafkaError as exc:
-            self.state.set_lag(None, f"cannot read offsets: {type(exc).__name__}")
+            offsets = self.admin.committed_offsets(group, input_tps)
+        except ClientError as exc:
+            name = type(exc.cause or exc).__name__
+            self.state.set_lag(None, f"cannot read offsets: {name}")
             self.state.status = (
-                f"broker at {self.settings.kafka_broker_url} is not answering: {type(exc).__name__}"
+                f"broker at {self.settings.kafka_broker_url} is not answering: {name}"
             )
             return
-        committed: dict[int, int | None] = {}
-        for tp, meta in offsets.items():
-            committed[tp.partition] = meta.offset if meta.offset >= 0 else None
+        committed = {tp.partition: offset for tp, offset in offsets.items()}
         self.state.set_lag(lag_from_offsets({tp.partition: end[tp] for tp in input_tps}, committed))
         self.state.status = ""
 
@@ -304,10 +292,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # Only warnings: log lines would tear through the live view.
     configure_logging("WARNING" if settings.log_level in ("DEBUG", "INFO") else settings.log_level)
-    logging.getLogger("kafka").setLevel(logging.ERROR)  # its warnings would tear the live view
+    for name in LIBRARY_LOGGERS:  # their warnings would tear the live view
+        logging.getLogger(name).setLevel(logging.ERROR)
     stop = StopFlag.install()
     try:
-        admin = wait_for_broker(settings, stop, "dashboard")
+        admin = kafka.driver(settings).wait_for_broker(settings, stop, "dashboard")
     except BrokerUnavailableError as exc:
         print(f"dashboard: {exc}", file=sys.stderr)
         return 1

@@ -17,6 +17,7 @@ NO_RULES_HEADER, not as amount-only: the dashboard cannot tell which rule a dete
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -127,7 +128,7 @@ class DashboardState:
         role: str,
         timestamp_ms: int,
         value: bytes | None,
-        headers: list[tuple[str, bytes]] | None = None,
+        headers: Sequence[tuple[str, bytes]] | None = None,
         live: bool = True,
     ) -> None:
         """One record read from the topic of `role`.
@@ -227,7 +228,7 @@ def _share(fraud: float, legit: float) -> float | None:
     return fraud / (fraud + legit) if fraud + legit > 0 else None
 
 
-def _reason(headers: list[tuple[str, bytes]] | None) -> str:
+def _reason(headers: Sequence[tuple[str, bytes]] | None) -> str:
     """The code of the error.reason header ("not_json: Expecting value..." -> "not_json")."""
     for key, value in headers or ():
         if key == HEADER_REASON:
@@ -236,7 +237,7 @@ def _reason(headers: list[tuple[str, bytes]] | None) -> str:
     return "(no reason header)"
 
 
-def _rules(headers: list[tuple[str, bytes]] | None) -> str:
+def _rules(headers: Sequence[tuple[str, bytes]] | None) -> str:
     """The fraud.rules header as shown: "amount,velocity" stays as it is, an unexpected value is
     cut to RULES_WIDTH printable characters, and no header is NO_RULES_HEADER."""
     for key, value in headers or ():

@@ -1,48 +1,53 @@
 """Consume transactions, classify each, republish it byte for byte to legit, fraud or dead-letter.
 
-The loop reads as poll -> classify -> send -> checkpoint. Offsets move only together with the
-outputs (fraudcore/checkpoint.py): in exactly_once mode inside one Kafka transaction, in
-at_least_once mode by committing after every output has been acknowledged. What to do when a
-batch fails is fraudcore/error_policy.py's table; this module carries it out.
+The loop reads as poll -> restore -> classify -> send -> checkpoint. A batch belongs to one
+Checkpoint (fraudcore/checkpoint.py) from its first send to its commit or abort: in exactly_once
+mode one Kafka transaction holds its outputs and input offsets, in at_least_once mode the offsets
+are committed once every output is acknowledged. When anything fails, fraudcore/error_policy.py
+gives the whole plan and this loop carries it out.
 
-With the velocity rule on, each assigned partition has a window (fraudcore/core/velocity.py)
-whose checkpoint goes with the partition's committed offset; whenever the detector goes back to
-the committed offsets (a new assignment, a failed batch) the window is rebuilt from the input.
+Each assigned partition is RESTORING until its position (and, with the velocity rule on, its
+window) is rebuilt at its committed offset, then ACTIVE; a failed batch sends every partition
+back to RESTORING, so that nothing past the committed offsets is skipped or counted twice.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from detector.clients import make_consumer, make_producer, required_topics
 from detector.config import DetectorSettings
 from detector.routing import Router
 from detector.windows import VelocityWindows
-from fraudcore import kafka_admin, service
-from fraudcore.checkpoint import Checkpoint
+from fraudcore import kafka, service
+from fraudcore.checkpoint import BatchState, Checkpoint, CommittedStats
 from fraudcore.core.rule import RULES
-from fraudcore.error_policy import Action, decide
+from fraudcore.error_policy import Plan, Step, plan
 from fraudcore.errors import ClientError, FencedError, KafkaSecurityError, NotAllowedError
 from fraudcore.health import Liveness
-from fraudcore.kafka_port import ConsumedRecord, Consumer, Producer, TopicPartition
-from fraudcore.kafka_reader import PartitionReader
+from fraudcore.kafka.ports import Consumer, Producer
+from fraudcore.kafka.reading import PartitionReader
+from fraudcore.kafka.types import ConsumedRecord, TopicPartition, label
 from fraudcore.metrics import DetectorMetrics
 from fraudcore.runtime import StatsLine, StopFlag, freeze_startup_heap
 
 log = logging.getLogger(__name__)
 
 POLL_TIMEOUT_MS = 100
-POLL_RETRY_SECONDS = 0.5
-
-# A producer that failed this many times in a row, each time replaced, is not worth another try.
-MAX_PRODUCER_RESETS_IN_A_ROW = 5
 
 
 class FatalDetectorError(RuntimeError):
     """The detector cannot go on safely; its committed state is consistent, so a restart resumes."""
+
+
+class PartitionState(enum.Enum):
+    RESTORING = "paused until its position and window are rebuilt at the committed offset"
+    ACTIVE = "its records are processed"
+    REVOKING = "its last batch is being committed before it goes"
 
 
 class Detector:
@@ -65,24 +70,22 @@ class Detector:
         self.consumer = consumer
         self.producer = producer
         self.stop = stop
-        # Makes a replacement for a transactional producer that cannot go on (see _reset_producer).
+        # Makes a replacement for a transactional producer that cannot go on.
         self._new_producer = new_producer
-        self._resets_in_a_row = 0
+        self._replaced_in_a_row = 0
         # A transaction older than this may have been aborted by the broker; the calls of one
         # commit share this much time.
         self._transaction_timeout = settings.transaction_timeout_ms / 1000
-        # Counts a batch's records once its outputs are durable (fraudcore/metrics.py).
         self.metrics = metrics if metrics is not None else DetectorMetrics()
         self.liveness = liveness if liveness is not None else Liveness(float("inf"), clock)
+        self.stats = StatsLine(log, settings.stats_interval_seconds, self._render)
+        self._observers = (self.metrics, self.liveness, CommittedStats(self.stats))
         self._clock = clock
         self._exactly_once = settings.processing_guarantee == "exactly_once"
-        self._router = Router(settings, self.metrics.routed)
+        self._router = Router(settings)
         self._commit_interval = settings.commit_interval_ms / 1000
         self._checkpoint: Checkpoint | None = None  # the open batch
-        # The rebalance listener runs inside poll(): what it cannot do there waits for poll's end.
-        self._revoking = False
-        self._rewind_after_poll = False
-        self._fatal: FatalDetectorError | None = None
+        self.partitions: dict[TopicPartition, PartitionState] = {}
         # The velocity rule's state, None when it is off; new_reader reads the input back.
         rule = settings.velocity_rule
         self.windows: VelocityWindows | None = None
@@ -90,7 +93,6 @@ class Detector:
             if new_reader is None:
                 raise ValueError("the velocity rule needs new_reader to rebuild its windows")
             self.windows = VelocityWindows(rule, new_reader, settings.max_transaction_bytes)
-        self.stats = StatsLine(log, settings.stats_interval_seconds, self._render)
 
     @staticmethod
     def _render(window: Counter[str], seconds: float) -> str:
@@ -126,44 +128,40 @@ class Detector:
         return 0
 
     def poll_once(self) -> None:
+        self._restore()  # partitions a failed batch sent back, before anything is fetched
         try:
-            batch = self.consumer.poll(timeout_ms=POLL_TIMEOUT_MS)
+            fetched = self.consumer.poll(timeout_ms=POLL_TIMEOUT_MS)
         except ClientError as exc:
-            if self._fatal is not None:  # raised in the rebalance listener; kafka-python wraps it
-                raise self._fatal from exc
-            if not exc.retriable:
+            todo = plan(exc, Step.POLL)
+            if todo.stop:
                 raise
-            # poll() fails e.g. with a connection error while the broker is away (looking up the
-            # group coordinator); nothing was consumed, so just try again.
             log.warning("poll failed, retrying: %s", exc)
-            self.stop.wait(POLL_RETRY_SECONDS)
+            self.stop.wait(todo.retry_after or 0)
             return
         self.liveness.beat()
-        if self._rewind_after_poll:
-            # The batch committed at revocation failed. kafka-python keeps the position of a
-            # partition that stays assigned, so this poll may hold records past the committed
-            # offsets: drop them and read again from the commit.
-            self._rewind_after_poll = False
-            self._rewind()
-            return
-        if self.windows is not None and self.windows.unrestored:
-            # Newly assigned partitions: rebuild their windows at the committed offsets and go
-            # back there, so that state and position agree whatever the poll fetched.
-            restored = set(self.windows.unrestored)
-            self._reset(restored)
-            batch = {tp: records for tp, records in batch.items() if tp not in restored}
-        if batch:
-            self._process(batch)
+        # Records fetched for a partition that is restoring lie at its old position, not at the
+        # committed offset it goes back to: they are dropped, and read again from there.
+        restored = self._restore()
+        batches = {
+            tp: records
+            for tp, records in fetched.records.items()
+            if records and tp not in restored and self.partitions.get(tp) is PartitionState.ACTIVE
+        }
+        if batches:
+            self._process(batches)
         checkpoint = self._checkpoint
         if checkpoint is not None and (
             checkpoint.age() >= self._commit_interval
-            or (self._exactly_once and self._caught_up(batch))
+            # exactly_once outputs are invisible until the commit: a poll that was not full has
+            # drained what was fetched, so commit now rather than wait out the interval (group
+            # commit: records arriving during a commit make up the next batch).
+            or (self._exactly_once and not fetched.full)
         ):
             self.commit()
         self.stats.maybe_log()
         self.metrics.maybe_update_lag(self.consumer)
 
-    def _process(self, batch: Mapping[TopicPartition, list[ConsumedRecord]]) -> None:
+    def _process(self, batches: Mapping[TopicPartition, Sequence[ConsumedRecord]]) -> None:
         """Classify and send each record, into the open batch (a new one if none is open)."""
         checkpoint = self._checkpoint
         try:
@@ -173,105 +171,106 @@ class Detector:
                     self.consumer,
                     transactional=self._exactly_once,
                     timeout=self._transaction_timeout,
+                    observers=self._observers,
                     clock=self._clock,
                 )
-                self.liveness.batch_opened()
-            for tp, records in batch.items():
-                windows = self.windows
+                checkpoint.begin()
+            windows = self.windows
+            for tp, records in batches.items():
                 window = None if windows is None else windows.window(tp)
-                checkpoint.send(self._router.outputs(records, window))
+                checkpoint.send(self._router.outputs(records, checkpoint.tally, window))
                 next_offset = records[-1].offset + 1
                 metadata = "" if windows is None else windows.metadata(tp, next_offset)
-                checkpoint.record(tp, next_offset, metadata)
+                checkpoint.processed(tp, next_offset, metadata)
         except ClientError as exc:  # the producer refused a record: the whole batch is redone
             self._checkpoint = None
-            self._give_up(checkpoint, exc)
-
-    def _caught_up(self, batch: Mapping[TopicPartition, list[ConsumedRecord]]) -> bool:
-        """The poll returned less than it could: nothing more is waiting in the fetch buffer.
-
-        exactly_once commits then rather than waiting out COMMIT_INTERVAL_MS, because its outputs
-        are invisible until the commit. Under load every poll is full, so batches grow to the
-        interval; at a low rate a commit per poll keeps latency to the commit round trip (group
-        commit: records arriving during a commit make up the next batch).
-        """
-        return sum(len(records) for records in batch.values()) < self.settings.max_poll_records
+            self._apply_plan(checkpoint, exc)
 
     def _on_revoked(self, revoked: set[TopicPartition]) -> None:
-        """Commit before the partitions go. Runs inside poll(), which wraps what it raises."""
+        """Commit before the partitions go. Runs inside poll(): a rewind it needs is done once
+        poll() returns (poll_once), when the positions can be trusted again."""
         if not revoked:
             return
-        self._revoking = True
+        for tp in revoked & self.partitions.keys():
+            self.partitions[tp] = PartitionState.REVOKING
         try:
-            self.commit()
-        except FatalDetectorError as exc:
-            self._fatal = exc
-            raise
+            self.commit(inside_poll=True)
         finally:
-            self._revoking = False
+            for tp in revoked:
+                self.partitions.pop(tp, None)
             if self.windows is not None:
-                self.windows.revoked(revoked)
+                self.windows.forget(revoked)
 
     def _on_assigned(self, assigned: set[TopicPartition]) -> None:
-        log.info("assigned partitions: %s", sorted(f"{tp.topic}-{tp.partition}" for tp in assigned))
-        if self.windows is not None:
-            self.windows.assigned(assigned)  # rebuilt once poll() returns (poll_once)
+        log.info("assigned partitions: %s", sorted(label(tp) for tp in assigned))
+        for tp in assigned:
+            self.partitions[tp] = PartitionState.RESTORING  # restored once poll() returns
 
-    def commit(self) -> None:
+    def commit(self, *, inside_poll: bool = False) -> None:
         """Make the open batch durable: outputs and input offsets together."""
         checkpoint, self._checkpoint = self._checkpoint, None
         if checkpoint is None:
             return
-        for verdict, count in self.metrics.pending_counts().items():
-            self.stats.add(verdict, count)
         try:
             checkpoint.commit()
         except ClientError as exc:
-            self._give_up(checkpoint, exc)
+            self._apply_plan(checkpoint, exc, inside_poll=inside_poll)
         else:
-            self.metrics.batch_committed(transaction=self._exactly_once)
-            self._resets_in_a_row = 0
-        finally:
-            self.metrics.discard_batch()  # whatever was not counted as committed by now
-            self.liveness.batch_closed()
+            self._replaced_in_a_row = 0
 
-    def _give_up(self, checkpoint: Checkpoint | None, exc: ClientError) -> None:
-        """Carry out the error policy for a failed batch, then read its input again.
+    def _apply_plan(
+        self, checkpoint: Checkpoint | None, exc: ClientError, *, inside_poll: bool = False
+    ) -> None:
+        """Carry out the error plan for a failed batch; its input is then read again.
 
         Fencing is never a path to commit: a fenced producer's transaction is left to the
         broker, which has aborted it already, and the producer is not used again.
         """
-        try:
-            young = checkpoint is None or checkpoint.age() < self._transaction_timeout
-            if checkpoint is not None:
-                exc = checkpoint.cause(exc)
-            action = decide(exc, young=young)
-            if action is Action.STOP:
-                raise FatalDetectorError(self._describe_stop(exc))
-            log.warning("batch failed (%s), reprocessing its input: %s", action.name.lower(), exc)
-            if action is Action.ABORT and (checkpoint is None or not self._abort(checkpoint)):
-                action = Action.REPLACE  # no transaction to abort (begin failed), or no abort
-            if self._exactly_once:
-                self.metrics.batch_aborted()
-                if action is Action.REPLACE:
-                    self._reset_producer()
-            self._rewind_or_defer()
-        finally:
-            self.metrics.discard_batch()
-            self.liveness.batch_closed()
+        young = checkpoint is None or checkpoint.age() < self._transaction_timeout
+        if checkpoint is not None:
+            exc = checkpoint.cause(exc)
+        todo = self._plan(exc, Step.BATCH, young=young)
+        if todo.stop:
+            self._abandon(checkpoint)
+            raise FatalDetectorError(self._describe_stop(exc, todo))
+        what = "abort" if todo.abort else "replace"
+        log.warning("batch failed (%s), reprocessing its input: %s", what, exc)
+        if todo.abort and checkpoint is not None and checkpoint.state is BatchState.FAILED:
+            try:
+                checkpoint.abort()
+            except ClientError as abort_exc:
+                todo = self._plan(abort_exc, Step.ABORT)
+                if todo.stop:
+                    raise FatalDetectorError(f"abort failed: {abort_exc}") from abort_exc
+                log.warning("abort failed too: %s", abort_exc)
+        else:
+            self._abandon(checkpoint)
+        if todo.replace_producer:
+            self._replace_producer()
+        if todo.rewind:
+            for tp, state in self.partitions.items():
+                if state is PartitionState.ACTIVE:
+                    self.partitions[tp] = PartitionState.RESTORING
+            if not inside_poll:
+                self._restore()
 
-    def _abort(self, checkpoint: Checkpoint) -> bool:
-        """Abort the batch; False when its producer could not, and must be replaced."""
-        try:
-            checkpoint.abort()
-        except NotAllowedError as abort_exc:
-            raise FatalDetectorError(f"abort failed: {abort_exc}") from abort_exc
-        except ClientError as abort_exc:
-            log.warning("abort failed too: %s", abort_exc)
-            return False
-        return True
+    def _plan(self, exc: ClientError, step: Step, *, young: bool = True) -> Plan:
+        return plan(
+            exc,
+            step,
+            young=young,
+            transactional=self._exactly_once,
+            replaced_in_a_row=self._replaced_in_a_row,
+        )
 
-    def _describe_stop(self, exc: ClientError) -> str:
+    @staticmethod
+    def _abandon(checkpoint: Checkpoint | None) -> None:
+        if checkpoint is not None and checkpoint.state is BatchState.FAILED:
+            checkpoint.abandon()
+
+    def _describe_stop(self, exc: ClientError, todo: Plan | None = None) -> str:
+        if todo is not None and todo.reason:
+            return f"{todo.reason} ({exc})"
         if not isinstance(exc, FencedError):
             return f"transaction cannot complete: {exc}"
         transactional_id = self.settings.effective_transactional_id
@@ -286,7 +285,7 @@ class Detector:
             f"the open batch was committed ({exc})"
         )
 
-    def _reset_producer(self) -> None:
+    def _replace_producer(self) -> None:
         """Replace the transactional producer; the new one aborts what the old one left open.
 
         This is how a transaction that the broker aborted on timeout (e.g. during an outage
@@ -295,61 +294,58 @@ class Detector:
         """
         if self._new_producer is None:
             raise FatalDetectorError("the producer cannot go on and cannot be replaced")
-        self._resets_in_a_row += 1
-        if self._resets_in_a_row > MAX_PRODUCER_RESETS_IN_A_ROW:
-            raise FatalDetectorError(
-                f"the producer failed {MAX_PRODUCER_RESETS_IN_A_ROW} times in a row, each time "
-                "replaced; giving up"
-            )
+        self._replaced_in_a_row += 1
         self.producer.discard()
         while True:
             try:
                 self.producer = self._new_producer()
-            except (NotAllowedError, FencedError) as exc:
-                raise FatalDetectorError(self._describe_stop(exc)) from exc
             except ClientError as exc:
+                todo = self._plan(exc, Step.NEW_PRODUCER)
+                if todo.stop:
+                    raise FatalDetectorError(self._describe_stop(exc)) from exc
                 log.warning("cannot make a new producer yet, the broker may be down: %s", exc)
-                if self.stop.wait(1.0):
+                if self.stop.wait(todo.retry_after or 0):
                     return
             else:
                 log.info("the transactional producer was replaced; reprocessing from the commit")
                 return
 
-    def _rewind_or_defer(self) -> None:
-        """Rewind now, or, inside the rebalance listener, as soon as poll() returns."""
-        if self._revoking:
-            self._rewind_after_poll = True
-        else:
-            self._rewind()
+    def _restore(self) -> set[TopicPartition]:
+        """Rebuild every RESTORING partition at its committed offset: seek there and rebuild its
+        window, paused meanwhile, then make it ACTIVE. The partitions it restored."""
+        restoring = [tp for tp, s in self.partitions.items() if s is PartitionState.RESTORING]
+        if not restoring:
+            return set()
+        self.consumer.pause(restoring)
+        for tp in restoring:
+            if not self._restore_partition(tp):
+                return set(restoring)  # stopping: nothing past the commit gets committed
+            self.partitions[tp] = PartitionState.ACTIVE
+        self.consumer.resume(restoring)
+        return set(restoring)
 
-    def _rewind(self) -> None:
-        """Go back to the committed offsets, so that nothing of the failed batch is skipped.
-
-        All assigned partitions, not only those of the failed batch: a batch can fail before its
-        partitions were recorded, and beyond the committed offsets nothing is durable anyway.
-        """
-        self._reset(self.consumer.assignment())
-
-    def _reset(self, partitions: set[TopicPartition]) -> None:
-        """Seek each partition to its committed offset and rebuild its window there."""
-        for tp in partitions:
-            while True:
-                try:
-                    committed = self.consumer.committed(tp)
-                    if self.windows is not None:
-                        self.windows.restore(tp, committed)
-                        self.liveness.beat()  # a restore is progress, not a stuck loop
-                    break
-                except NotAllowedError as exc:
+    def _restore_partition(self, tp: TopicPartition) -> bool:
+        """Seek `tp` to its committed offset and rebuild its window there; False if stopped
+        while the broker could not tell."""
+        while True:
+            try:
+                committed = self.consumer.committed(tp)
+                if self.windows is not None:
+                    self.windows.restore(tp, committed)
+                    self.liveness.beat()  # a restore is progress, not a stuck loop
+                break
+            except ClientError as exc:
+                todo = self._plan(exc, Step.RESTORE)
+                if todo.stop:
                     raise FatalDetectorError(f"cannot read the committed input: {exc}") from exc
-                except ClientError as exc:
-                    log.warning("cannot read the committed input of %s yet: %s", tp, exc)
-                    if self.stop.wait(1.0):
-                        return  # nothing past the committed offsets gets committed any more
-            if committed is None:
-                self.consumer.seek_to_beginning(tp)
-            else:
-                self.consumer.seek(tp, committed.offset)
+                log.warning("cannot read the committed input of %s yet: %s", label(tp), exc)
+                if self.stop.wait(todo.retry_after or 0):
+                    return False
+        if committed is None:
+            self.consumer.seek_to_beginning(tp)
+        else:
+            self.consumer.seek(tp, committed.offset)
+        return True
 
 
 def main() -> int:
@@ -359,9 +355,10 @@ def main() -> int:
         )
     except service.ServiceExit as exit_:
         return exit_.code
+    driver = kafka.driver(settings)
     try:
         with admin:
-            kafka_admin.ensure_topics(admin, required_topics(settings))
+            admin.ensure_topics(required_topics(settings))
         consumer = make_consumer(settings)
         try:
             producer = make_producer(settings)
@@ -376,7 +373,7 @@ def main() -> int:
             metrics=metrics,
             new_producer=lambda: make_producer(settings),
             liveness=liveness,
-            new_reader=lambda: PartitionReader(settings, "detector-restore"),
+            new_reader=lambda: PartitionReader(driver.reader(settings, "detector-restore")),
         )
         code = 1
         try:
@@ -391,5 +388,5 @@ def main() -> int:
             consumer.close()
         return code
     except (KafkaSecurityError, NotAllowedError) as exc:  # a missing ACL: no retry
-        log.error("%s", kafka_admin.describe_refusal(exc, settings))
+        log.error("%s", driver.describe_refusal(exc, settings))
         return 1

@@ -25,12 +25,12 @@ from decimal import Decimal
 
 from detector.audit_match import AuditResult, AuditTopics, Record, audit_records
 from detector.config import DetectorSettings
+from fraudcore import kafka
 from fraudcore.config import SettingsError, load_settings
 from fraudcore.core.velocity import VelocityRule
 from fraudcore.errors import BrokerUnavailableError, ClientError
-from fraudcore.kafka_admin import wait_for_broker
-from fraudcore.kafka_port import ConsumedRecord
-from fraudcore.kafka_reader import IncompleteReadError, TopicReader
+from fraudcore.kafka.reading import IncompleteReadError, TopicReader
+from fraudcore.kafka.types import ConsumedRecord
 from fraudcore.runtime import StopFlag, configure_logging
 
 __all__ = ["AuditResult", "AuditTopics", "Record", "audit_records", "main", "render"]
@@ -124,12 +124,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     topics = AuditTopics.from_settings(settings)
     outputs = list(dict.fromkeys(topics.outputs.values()))
     try:
-        admin = wait_for_broker(settings, StopFlag.install(), "detector-audit")
+        driver = kafka.driver(settings)
+        admin = driver.wait_for_broker(settings, StopFlag.install(), "detector-audit")
         if admin is None:
             return EXIT_INCOMPLETE
         admin.close()
         names = [*outputs, topics.input]
-        with TopicReader(settings, "detector-audit", names, args.timeout) as reader:
+        reading = driver.reader(settings, "detector-audit")
+        with TopicReader(reading, names, args.timeout) as reader:
             if topics.input in reader.missing:  # a typo in a name should not pass as all well
                 raise IncompleteReadError(f"the input topic {topics.input} does not exist")
             result = audit_records(

@@ -7,7 +7,8 @@ header is always the detector's. A dead letter carries why it is invalid and whe
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 from detector.clients import output_topics
 from detector.config import DetectorSettings
@@ -20,28 +21,36 @@ from fraudcore.core.rule import (
     without_rules_header,
 )
 from fraudcore.core.velocity import PartitionWindow
-from fraudcore.kafka_port import ConsumedRecord, Output
+from fraudcore.kafka.types import ConsumedRecord, Output
 
-# Told of every record routed: verdict, input timestamp, dead-letter reason, fraud.rules value.
-Routed = Callable[[Verdict, int | None, str, bytes], None]
+
+class Tally(Protocol):
+    """Told of every record routed: verdict, input timestamp, dead-letter reason, fraud.rules
+    (fraudcore.checkpoint.BatchTally)."""
+
+    def routed(
+        self, verdict: Verdict, timestamp_ms: int | None, reason: str = "", rules: bytes = b""
+    ) -> None: ...
 
 
 class Router:
-    """Classifies records and makes their outputs, telling `routed` of each one."""
+    """Classifies records and makes their outputs, telling a tally of each one."""
 
-    def __init__(self, settings: DetectorSettings, routed: Routed) -> None:
+    def __init__(self, settings: DetectorSettings) -> None:
         self._topics = output_topics(settings)
         self._threshold = settings.fraud_amount_threshold
         self._max_bytes = settings.max_transaction_bytes
-        self._routed = routed
 
     def outputs(
-        self, records: Sequence[ConsumedRecord], window: PartitionWindow | None = None
+        self,
+        records: Sequence[ConsumedRecord],
+        tally: Tally,
+        window: PartitionWindow | None = None,
     ) -> list[Output]:
-        """Each record of one partition's poll with its topic and headers; `window`: the
-        partition's velocity window (None: the rule is off). The loops run per record: what
-        they need is looked up once, before them. All verdicts first, then the outputs: two
-        tight loops run measurably faster than one that alternates between them."""
+        """Each record of one partition's poll with its topic and headers, each told to `tally`;
+        `window`: the partition's velocity window (None: the rule is off). The loops run per
+        record: what they need is looked up once, before them. All verdicts first, then the
+        outputs: two tight loops run measurably faster than one that alternates between them."""
         threshold, max_bytes = self._threshold, self._max_bytes
         if window is None:
             verdicts = [classify(record.value, threshold, max_bytes) for record in records]
@@ -57,7 +66,7 @@ class Router:
                 )
                 for r in records
             ]
-        topics, routed = self._topics, self._routed
+        topics, routed = self._topics, tally.routed
         invalid, fraud = Verdict.INVALID, Verdict.FRAUD
         outputs: list[Output] = []
         for record, result in zip(records, verdicts, strict=True):

@@ -15,8 +15,8 @@ from collections.abc import Callable
 
 from fraudcore.core.rule import replay
 from fraudcore.core.velocity import PartitionWindow, VelocityRule, WindowCheckpoint
-from fraudcore.kafka_port import OffsetAndMetadata, TopicPartition
-from fraudcore.kafka_reader import PartitionReader
+from fraudcore.kafka.reading import PartitionReader
+from fraudcore.kafka.types import Committed, TopicPartition, label
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ RESTORE_TIMEOUT_SECONDS = 120.0
 
 
 class VelocityWindows:
-    """One window per assigned partition; `unrestored` are those to rebuild before use."""
+    """One window per assigned partition, rebuilt by restore() before the partition is used."""
 
     def __init__(
         self,
@@ -38,7 +38,6 @@ class VelocityWindows:
         self._reader: PartitionReader | None = None  # made at the first restore, then kept
         self._max_value_bytes = max_value_bytes
         self._windows: dict[TopicPartition, PartitionWindow] = {}
-        self.unrestored: set[TopicPartition] = set()
 
     def window(self, tp: TopicPartition) -> PartitionWindow:
         window = self._windows.get(tp)
@@ -50,27 +49,22 @@ class VelocityWindows:
         """What to commit with `next_offset` of `tp`, everything before it counted."""
         return self.window(tp).checkpoint(next_offset).encode()
 
-    def assigned(self, partitions: set[TopicPartition]) -> None:
-        self.unrestored |= partitions
-
-    def revoked(self, partitions: set[TopicPartition]) -> None:
-        """Forget them: their next owner rebuilds them from the commit."""
+    def forget(self, partitions: set[TopicPartition]) -> None:
+        """Revoked: their next owner rebuilds them from the commit."""
         for tp in partitions:
             self._windows.pop(tp, None)
-            self.unrestored.discard(tp)
 
-    def restore(self, tp: TopicPartition, committed: OffsetAndMetadata | None) -> None:
+    def restore(self, tp: TopicPartition, committed: Committed | None) -> None:
         """Rebuild the window of `tp` at its committed offset from the input. Raises
         ClientError (from the reader) when the input cannot be read; then try again."""
         self._windows[tp] = self._rebuilt(tp, committed)
-        self.unrestored.discard(tp)
 
-    def _rebuilt(self, tp: TopicPartition, committed: OffsetAndMetadata | None) -> PartitionWindow:
+    def _rebuilt(self, tp: TopicPartition, committed: Committed | None) -> PartitionWindow:
         rule = self.rule
         if committed is None:
             return PartitionWindow(rule)  # nothing processed yet
         checkpoint = WindowCheckpoint.decode(committed.metadata)
-        where = f"{tp.topic}-{tp.partition}"
+        where = label(tp)
         if checkpoint is None:
             log.warning(
                 "%s: the commit at offset %d has no velocity checkpoint (made with the rule "

@@ -1,7 +1,8 @@
 """Shared core of the generator and detector services.
 
-The pure modules (`model`, `codec`, `rule`, `pacing`) import nothing from Kafka and are
-unit-tested without a broker; `kafka_io`, `config` and `runtime` are the thin shell around them.
+The pure core (`core/`: model, codec, rules, pacing) imports nothing from Kafka and is
+unit-tested without a broker; `kafka/` is the Kafka port with its adapters, and `config`,
+`runtime`, `checkpoint` and `error_policy` are the services' shell around the core.
 """
 
 import logging

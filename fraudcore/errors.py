@@ -1,4 +1,4 @@
-"""The project's own errors. The Kafka port (fraudcore/kafka_port.py) raises these, never the
+"""The project's own errors. The Kafka port (fraudcore/kafka/) raises these, never the
 client library's, and each says whether a retry can cure it. fraudcore/error_policy.py decides
 what the detector does about each.
 """
@@ -47,3 +47,12 @@ class OutputNotWrittenError(ClientError):
 
 class TransactionStalledError(ClientError):
     """A transactional call did not complete within its deadline; its producer is replaced."""
+
+
+class BufferFullError(RetriableClientError):
+    """The producer's buffer stayed full, or a topic's metadata could not be had, for the
+    producer's max_block_ms: the broker may be down. `sent`: how many records went out first."""
+
+    def __init__(self, sent: int, cause: BaseException) -> None:
+        super().__init__(f"producer buffer full or metadata unavailable: {cause!r}", cause)
+        self.sent = sent

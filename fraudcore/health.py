@@ -31,8 +31,6 @@ from http import HTTPStatus
 from typing import Any, Protocol
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
-from fraudcore.kafka_workarounds import client_io_thread_name
-
 log = logging.getLogger(__name__)
 
 HEALTH_PROBE_INTERVAL_SECONDS = 5.0
@@ -68,6 +66,10 @@ class Liveness:
     def batch_closed(self) -> None:
         """The batch was committed, or aborted and its input rewound."""
         self._open_since = None
+
+    def batch_ended(self, *_outcome: object) -> None:
+        """A BatchObserver (fraudcore/checkpoint.py): however the batch ended, it is closed."""
+        self.batch_closed()
 
     def problem(self) -> str | None:
         """Why the loop is taken as stuck, or None while it makes progress."""
@@ -210,12 +212,15 @@ class QuietProbeLogs(logging.Filter):
     ("health: Kafka broker unreachable: ..." and "... reachable").
     """
 
-    def __init__(self, client_id: str) -> None:
+    def __init__(self, io_thread: str, loggers: tuple[str, ...]) -> None:
+        """`io_thread`: the probe client's I/O thread; `loggers`: the client library's."""
         super().__init__()
-        self._threads = (PROBE_THREAD, client_io_thread_name(client_id))
+        self._threads = (PROBE_THREAD, io_thread)
+        self._loggers = loggers
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.name.startswith("kafka") and record.threadName in self._threads)
+        ours = record.threadName in self._threads
+        return not (ours and record.name.split(".")[0] in self._loggers)
 
 
 def health_app(health: BrokerHealth | None, service: str) -> WSGIApplication:

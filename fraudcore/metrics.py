@@ -7,9 +7,10 @@ Each service builds its own CollectorRegistry, never prometheus-client's process
 so that tests can build several in one process and nothing registered by a library leaks in.
 
 Counting (detector): a record is counted when its output is durable, not when it is routed.
-Records of the open batch wait in `pending_*`; on a committed Kafka transaction (exactly_once) or
-once every output is acknowledged (at_least_once) they are added to the counters and the latency
-histogram; on an abort they are dropped, because the batch is read and counted again.
+The open batch's Checkpoint tallies what it routed (fraudcore/checkpoint.py); on a committed
+Kafka transaction (exactly_once) or once every output is acknowledged (at_least_once) the tally
+is added to the counters and the latency histogram; an aborted batch is not counted, because
+its input is read and counted again.
 """
 
 from __future__ import annotations
@@ -19,9 +20,7 @@ import logging
 import threading
 import time
 from bisect import bisect_left
-from collections import Counter as CountOf
 from collections.abc import Callable
-from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -34,14 +33,10 @@ from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from fraudcore.checkpoint import BatchState, BatchTally
 from fraudcore.core.rule import RULES, Verdict
 from fraudcore.errors import ClientError
-
-# Where they were before the server and health had modules of their own: still importable here.
-from fraudcore.health import BrokerHealth as BrokerHealth  # noqa: PLC0414
-from fraudcore.metrics_server import MetricsPortError as MetricsPortError  # noqa: PLC0414
-from fraudcore.metrics_server import MetricsServer as MetricsServer  # noqa: PLC0414
-from fraudcore.metrics_server import serve_metrics as serve_metrics  # noqa: PLC0414
+from fraudcore.kafka.ports import Consumer
 
 log = logging.getLogger(__name__)
 
@@ -134,76 +129,40 @@ class DetectorMetrics(ServiceMetrics):
             self.kafka_transactions.labels(outcome)
         for rule in RULES:
             self.rule_hits.labels(rule)
-        # The open batch: each routed record's input timestamp (None: it has none), by verdict.
-        self._pending: dict[Verdict, list[int | None]] = {verdict: [] for verdict in Verdict}
-        self.pending_reasons: CountOf[str] = CountOf()
-        self._pending_rules: CountOf[bytes] = CountOf()  # by fraud.rules value
         self._lag_updated_at: float | None = None
         self._lag_partitions: set[tuple[str, str]] = set()
 
-    def routed(
-        self, verdict: Verdict, timestamp_ms: int | None, reason: str = "", rules: bytes = b""
-    ) -> None:
-        """One record of the open batch was routed; it counts once the batch is durable.
-        `rules`: a fraud record's fraud.rules header value.
+    # A BatchObserver (fraudcore/checkpoint.py): counts a batch once it committed.
 
-        Called once per record, so it only appends; the counting happens once per batch.
-        """
-        self._pending[verdict].append(timestamp_ms)
-        if reason:
-            self.pending_reasons[reason_code(reason)] += 1
-        elif rules:
-            self._pending_rules[rules] += 1
+    def batch_opened(self) -> None:
+        pass
 
-    def pending_counts(self) -> dict[str, int]:
-        """Records of the open batch by verdict name, and fraud by rule as "rule.<name>" (for
-        the stats line, before the commit)."""
-        counts = {verdict.value: len(stamps) for verdict, stamps in self._pending.items()}
-        for rule, hits in self._pending_rule_hits().items():
-            counts[f"rule.{rule}"] = hits
-        return counts
-
-    def _pending_rule_hits(self) -> CountOf[str]:
-        hits: CountOf[str] = CountOf({rule: 0 for rule in RULES})
-        for rules, count in self._pending_rules.items():
-            for rule in rules.decode().split(","):
-                hits[rule] += count
-        return hits
-
-    def batch_committed(self, transaction: bool = False) -> None:
-        """The open batch's outputs are durable: count them. `transaction`: a Kafka commit."""
+    def batch_ended(self, state: BatchState, tally: BatchTally, transaction: bool) -> None:
+        """Count a committed batch's records; a Kafka transaction by its outcome. An aborted or
+        abandoned batch counts no record: its input is read, and counted, again."""
+        if state is not BatchState.COMMITTED:
+            if transaction:
+                self.kafka_transactions.labels("aborted").inc()
+            return
         now_ms = self._wall_clock() * 1000
         stamped: list[int] = []
-        for verdict, stamps in self._pending.items():
+        for verdict, stamps in tally.timestamps.items():
             if stamps:
                 self.transactions.labels(verdict.value).inc(len(stamps))
                 stamped += [t for t in stamps if t is not None and t >= 0]
-        for reason, count in self.pending_reasons.items():
+        for reason, count in tally.reasons.items():
             self.dead_letters.labels(reason).inc(count)
-        for rule, hits in self._pending_rule_hits().items():
+        for rule, hits in tally.rule_hits().items():
             if hits:
                 self.rule_hits.labels(rule).inc(hits)
         self.latency.observe_ages(now_ms, stamped)
         if transaction:
             self.kafka_transactions.labels("committed").inc()
-        self.discard_batch()
 
-    def batch_aborted(self) -> None:
-        """The open Kafka transaction was aborted: its records will be read and counted again."""
-        self.kafka_transactions.labels("aborted").inc()
-        self.discard_batch()
-
-    def discard_batch(self) -> None:
-        """Forget the open batch without counting it (no-op once it is counted)."""
-        for stamps in self._pending.values():
-            stamps.clear()
-        self.pending_reasons.clear()
-        self._pending_rules.clear()
-
-    def maybe_update_lag(self, consumer: Any, force: bool = False) -> None:
+    def maybe_update_lag(self, consumer: Consumer, force: bool = False) -> None:
         """Refresh the lag gauges from the consumer, at most once per LAG_UPDATE_INTERVAL_SECONDS.
 
-        Runs on the thread that polls (a KafkaConsumer is not thread-safe). Partitions that are
+        Runs on the thread that polls (a consumer is not thread-safe). Partitions that are
         no longer assigned are dropped from the gauge, so a rebalance leaves no stale series.
         """
         now = self._clock()
@@ -217,14 +176,13 @@ class DetectorMetrics(ServiceMetrics):
         seen: set[tuple[str, str]] = set()
         for tp in consumer.assignment():
             try:
-                highwater = consumer.highwater(tp)
-                position = consumer.position(tp, timeout_ms=50) if highwater is not None else None
+                lag = consumer.lag(tp)
             except ClientError:
                 continue
-            if highwater is None or position is None:
+            if lag is None:
                 continue
             labels = (tp.topic, str(tp.partition))
-            self.consumer_lag.labels(*labels).set(max(0, highwater - position))
+            self.consumer_lag.labels(*labels).set(lag)
             seen.add(labels)
         for labels in self._lag_partitions - seen:
             with contextlib.suppress(KeyError):
@@ -293,11 +251,6 @@ def _le_label(bound: float) -> str:
     return label
 
 
-def reason_code(reason: str) -> str:
-    """The code of a dead-letter reason ("not_json: Expecting value ..." -> "not_json")."""
-    return reason.partition(":")[0].strip() or "unknown"
-
-
 class GeneratorMetrics(ServiceMetrics):
     """What the generator exports. Transactions count when the broker acknowledges them.
 
@@ -327,6 +280,6 @@ class GeneratorMetrics(ServiceMetrics):
         """The broker acknowledged `count` more transactions."""
         self.transactions.inc(count)
 
-    def failed(self, _exc: BaseException | None = None) -> None:
-        """A transaction could not be delivered."""
-        self.delivery_failures.inc()
+    def failed(self, count: int = 1) -> None:
+        """`count` more transactions could not be delivered."""
+        self.delivery_failures.inc(count)

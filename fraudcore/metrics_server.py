@@ -14,13 +14,14 @@ import logging
 import threading
 from collections.abc import Iterable
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 
+from fraudcore import kafka
 from fraudcore.config import CommonSettings
 from fraudcore.health import (
     HEALTH_PROBE_TIMEOUT_MS,
@@ -30,10 +31,8 @@ from fraudcore.health import (
     health_app,
     reply,
 )
-from fraudcore.kafka_admin import KafkaProbe
-
-if TYPE_CHECKING:  # only the type: fraudcore/metrics.py imports this module
-    from fraudcore.metrics import ServiceMetrics
+from fraudcore.kafka.ports import Probe
+from fraudcore.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +116,7 @@ class MetricsPortError(RuntimeError):
 class Telemetry:
     """A service's running metrics server and health probe."""
 
-    def __init__(self, server: MetricsServer, health: BrokerHealth, probe: KafkaProbe) -> None:
+    def __init__(self, server: MetricsServer, health: BrokerHealth, probe: Probe) -> None:
         self.server = server
         self.health = health
         self._probe = probe
@@ -139,7 +138,8 @@ def serve_metrics(
     if settings.metrics_port is None:
         return None
     client_id = f"{metrics.service}-health"
-    probe = KafkaProbe(settings, client_id, HEALTH_PROBE_TIMEOUT_MS)
+    driver = kafka.driver(settings)
+    probe = driver.probe(settings, client_id, HEALTH_PROBE_TIMEOUT_MS)
     health = BrokerHealth(metrics.service, probe, gauge=metrics.broker_reachable, liveness=liveness)
     try:
         server = MetricsServer(settings.metrics_port, metrics.registry, health, metrics.service)
@@ -147,7 +147,7 @@ def serve_metrics(
         raise MetricsPortError(
             f"cannot serve metrics on METRICS_PORT={settings.metrics_port}: {exc.strerror or exc}"
         ) from None
-    quiet = QuietProbeLogs(client_id)
+    quiet = QuietProbeLogs(driver.io_thread_name(client_id), driver.loggers)
     for handler in logging.getLogger().handlers:
         handler.addFilter(quiet)
     server.start()

@@ -13,8 +13,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from types import FrameType
 
-from fraudcore.kafka_workarounds import quiet_reads_after_abort
-
 log = logging.getLogger(__name__)
 
 
@@ -56,15 +54,19 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
+# The Kafka client libraries' loggers: their own chatter only from WARNING up.
+LIBRARY_LOGGERS = ("kafka",)
+
+
 def configure_logging(level: str, log_format: str = "human") -> None:
-    """Lines on stderr, human-readable or JSON; kafka-python's own chatter only from WARNING up."""
+    """Lines on stderr, human-readable or JSON; the client libraries' only from WARNING up."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         JsonFormatter() if log_format == "json" else logging.Formatter(HUMAN_FORMAT)
     )
     logging.basicConfig(level=level, handlers=[handler], force=True)
-    logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLevelName(level)))
-    quiet_reads_after_abort()
+    for name in LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
 class StopFlag:

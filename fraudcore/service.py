@@ -12,11 +12,13 @@ import sys
 from collections.abc import Callable
 from typing import Generic, NamedTuple, TypeVar
 
+from fraudcore import kafka
 from fraudcore.config import CommonSettings, SettingsError, load_settings
 from fraudcore.errors import BrokerUnavailableError
 from fraudcore.health import Liveness
-from fraudcore.kafka_admin import AdminClient, wait_for_broker
-from fraudcore.metrics import MetricsPortError, ServiceMetrics, serve_metrics
+from fraudcore.kafka.ports import Admin
+from fraudcore.metrics import ServiceMetrics
+from fraudcore.metrics_server import MetricsPortError, serve_metrics
 from fraudcore.runtime import StopFlag, configure_logging
 from fraudcore.security import redact_secrets_in_logs
 
@@ -38,7 +40,7 @@ class Started(NamedTuple, Generic[SettingsT, MetricsT]):
     settings: SettingsT
     stop: StopFlag
     metrics: MetricsT
-    admin: AdminClient  # connected; the caller closes it once its topics are checked
+    admin: Admin  # connected; the caller closes it once its topics are checked
     liveness: Liveness  # the loop arms and feeds it; /health reports it
 
 
@@ -67,7 +69,7 @@ def start(
         log.error("%s", exc)
         raise ServiceExit(1) from None
     try:
-        admin = wait_for_broker(settings, stop, name)
+        admin = kafka.driver(settings).wait_for_broker(settings, stop, name)
     except BrokerUnavailableError as exc:
         log.error("%s", exc)
         raise ServiceExit(1) from None

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter, deque
-from typing import Any
+from collections import Counter
 
-from fraudcore import kafka_admin, kafka_port, service
+from fraudcore import kafka, service
 from fraudcore.core.codec import encode, encode_key
 from fraudcore.core.model import TransactionFactory
 from fraudcore.core.pacing import Pacer
 from fraudcore.core.topics import generator_topics
-from fraudcore.errors import KafkaSecurityError
-from fraudcore.kafka_port import BufferFullError, Producer
+from fraudcore.errors import BufferFullError, KafkaSecurityError
+from fraudcore.kafka.ports import Producer, ProducerConfig
 from fraudcore.metrics import GeneratorMetrics
 from fraudcore.runtime import StatsLine, StopFlag, freeze_startup_heap
 from generator.config import GeneratorSettings
@@ -30,13 +29,8 @@ MAX_IDLE_SECONDS = 0.05
 
 def make_producer(settings: GeneratorSettings) -> Producer:
     """An idempotent producer: retries can neither lose nor duplicate a record."""
-    return kafka_port.new_producer(
-        settings,
-        "generator",
-        batch_size=64 * 1024,
-        delivery_timeout_ms=120_000,
-        max_block_ms=10_000,
-    )
+    config = ProducerConfig(batch_bytes=64 * 1024, delivery_timeout_ms=120_000, max_block_ms=10_000)
+    return kafka.driver(settings).producer(settings, "generator", config)
 
 
 class Generator:
@@ -57,9 +51,6 @@ class Generator:
         self.metrics = metrics or GeneratorMetrics(settings.transactions_per_second)
         self.failed = 0
         self.stats = StatsLine(log, settings.stats_interval_seconds, self._render)
-        # Sends not yet answered by the broker, oldest first. Settled once per round of sends:
-        # a callback per record would run on the producer's I/O thread and compete for the GIL.
-        self._in_flight: deque[Any] = deque()  # the client's futures: is_done, exception
 
     def _render(self, window: Counter[str], seconds: float) -> str:
         rate = window["sent"] / seconds
@@ -67,18 +58,18 @@ class Generator:
         return f"generator: {rate:.1f} tx/s (target {target:g}/s)"
 
     def _settle(self) -> None:
-        """Count the sends the broker has answered; log each one that failed."""
-        in_flight, delivered = self._in_flight, 0
-        while in_flight and in_flight[0].is_done:
-            future = in_flight.popleft()
-            if future.exception is None:
-                delivered += 1
-            else:
-                self.failed += 1
-                self.metrics.failed(future.exception)
-                log.error("a transaction could not be delivered: %r", future.exception)
-        if delivered:
-            self.metrics.acknowledged(delivered)
+        """Count the sends the broker has answered (once per round of sends); log failures."""
+        answered = self.producer.deliveries()
+        if answered.failed:
+            self.failed += answered.failed
+            self.metrics.failed(answered.failed)
+            log.error(
+                "%d transaction(s) could not be delivered: %s",
+                answered.failed,
+                answered.first_failure,
+            )
+        if answered.acknowledged:
+            self.metrics.acknowledged(answered.acknowledged)
 
     def _send(self, topic: str, records: list[tuple[bytes, bytes]]) -> int:
         """Send the round's records, waiting out a full buffer. How many went out: fewer than
@@ -86,7 +77,7 @@ class Generator:
         sent = 0
         while sent < len(records):
             try:
-                self.producer.send_all(topic, records[sent:], self._in_flight.append)
+                self.producer.send((topic, key, value, None) for key, value in records[sent:])
                 return len(records)
             except BufferFullError as full:
                 sent += full.sent
@@ -102,7 +93,7 @@ class Generator:
             settings.random_seed, account_pool_size=settings.account_pool_size
         )
         # Fetch the topic's metadata first, so the first send does not stall the schedule.
-        self.producer.partitions_for(settings.transactions_topic)
+        self.producer.prepare(settings.transactions_topic)
         freeze_startup_heap()
         pacer = Pacer(settings.transactions_per_second, time.monotonic)
         limit = settings.transactions_count
@@ -145,7 +136,7 @@ def main() -> int:
     topics = generator_topics(settings.transactions_topic, settings.transactions_topic_partitions)
     with admin:
         try:
-            kafka_admin.ensure_topics(admin, topics)
+            admin.ensure_topics(topics)
         except KafkaSecurityError as exc:  # e.g. not authorized to write the topic: no retry
             log.error("%s", exc)
             return 1

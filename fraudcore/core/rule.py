@@ -5,7 +5,7 @@ rule, fraudcore/core/velocity.py), or both. Every fraud record names the rules t
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -104,20 +104,31 @@ def replay(
     return window
 
 
-def without_rules_header(headers: list[tuple[str, bytes]] | None) -> list[tuple[str, bytes]]:
+def without_rules_header(headers: Sequence[tuple[str, bytes]] | None) -> list[tuple[str, bytes]]:
     """The record's headers less any HEADER_RULES: that header is the detector's to set."""
     return [(name, value) for name, value in headers or () if name != HEADER_RULES]
 
 
 # Headers added to a dead-lettered record, so an operator can find and replay its source.
 HEADER_REASON = "error.reason"
+
+
+def reason_code(reason: str) -> str:
+    """The code of a dead-letter reason ("not_json: Expecting value ..." -> "not_json")."""
+    return reason.partition(":")[0].strip() or "unknown"
+
+
 HEADER_SOURCE_TOPIC = "error.source.topic"
 HEADER_SOURCE_PARTITION = "error.source.partition"
 HEADER_SOURCE_OFFSET = "error.source.offset"
 
 
 def dead_letter_headers(
-    headers: list[tuple[str, bytes]] | None, reason: str, topic: str, partition: int, offset: int
+    headers: Sequence[tuple[str, bytes]] | None,
+    reason: str,
+    topic: str,
+    partition: int,
+    offset: int,
 ) -> list[tuple[str, bytes]]:
     """The record's own headers, then why it is invalid and where it came from."""
     return [

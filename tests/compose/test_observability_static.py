@@ -19,7 +19,9 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from fraudcore.metrics import BrokerHealth, DetectorMetrics, GeneratorMetrics, MetricsServer
+from fraudcore.health import BrokerHealth
+from fraudcore.metrics import DetectorMetrics, GeneratorMetrics
+from fraudcore.metrics_server import MetricsServer
 from tests.compose.compose_files import environment_of, load_compose
 from tests.compose.compose_schema import load_compose_schema
 

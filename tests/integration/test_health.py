@@ -22,8 +22,9 @@ from detector.app import Detector
 from detector.clients import make_consumer, make_producer
 from detector.config import DetectorSettings
 from fraudcore.health import Liveness
-from fraudcore.kafka_port import Consumer, Producer
-from fraudcore.metrics import DetectorMetrics, serve_metrics
+from fraudcore.kafka.kafka_python.clients import Consumer, Producer
+from fraudcore.metrics import DetectorMetrics
+from fraudcore.metrics_server import serve_metrics
 from fraudcore.runtime import StopFlag
 from tests.broker import BROKER_SCRIPT, Broker, free_port, start_jar_broker
 from tests.http_probe import health, sample, scrape
@@ -150,7 +151,7 @@ class PollThatHangs(Consumer):
     """The detector's real consumer, whose poll() can be made to hang."""
 
     def __init__(self, consumer: Consumer) -> None:
-        super().__init__(consumer.client)
+        super().__init__(consumer.client, consumer.max_poll_records)
         self.hang = Hang()
 
     def poll(self, timeout_ms: int) -> Any:
@@ -193,8 +194,10 @@ def test_health_fails_when_the_loop_is_stuck_while_the_broker_answers(
     metrics, liveness, stop = DetectorMetrics(), Liveness(2), StopFlag()
     telemetry = serve_metrics(settings, metrics, liveness)
     assert telemetry is not None
-    consumer = PollThatHangs(make_consumer(settings))
-    producer = CommitThatHangs(make_producer(settings))
+    made_consumer, made_producer = make_consumer(settings), make_producer(settings)
+    assert isinstance(made_consumer, Consumer)  # the kafka-python adapter's, wrapped here
+    assert isinstance(made_producer, Producer)
+    consumer, producer = PollThatHangs(made_consumer), CommitThatHangs(made_producer)
     detector = Detector(settings, consumer, producer, stop, metrics=metrics, liveness=liveness)
     hang = consumer.hang if stuck_in == "poll" else producer.hang
     with ThreadPoolExecutor(max_workers=1) as pool:

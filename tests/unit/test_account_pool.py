@@ -8,9 +8,7 @@ import json
 import random
 import sys
 import time
-from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
 
 import pytest
 
@@ -26,6 +24,7 @@ from fraudcore.core.model import (
 from fraudcore.runtime import StopFlag
 from generator import app
 from generator.config import GeneratorSettings
+from tests.fakes import FakeProducer
 from tests.kafka_helpers import run_command
 
 # Computed with the code of 3e07a2d, before the pool size was a setting: for each seed, the
@@ -174,31 +173,12 @@ def test_the_generator_exits_non_zero_with_one_line(value: str) -> None:
 # -- the generator's loop uses it
 
 
-class Done:
-    """A send the broker has answered, successfully."""
+class RecordingProducer(FakeProducer):
+    """The fake port's producer, every sent record's key and value kept."""
 
-    is_done = True
-    exception = None
-
-
-class RecordingProducer:
-    """The calls Generator.run makes of its producer, every sent record kept."""
-
-    def __init__(self) -> None:
-        self.records: list[tuple[bytes, bytes]] = []
-
-    def partitions_for(self, _topic: str) -> set[int]:
-        return {0}
-
-    def send_all(
-        self, _topic: str, records: list[tuple[bytes, bytes]], sent: Callable[[Any], None]
-    ) -> None:
-        self.records += records
-        for _ in records:
-            sent(Done())
-
-    def flush(self) -> None:
-        pass
+    @property
+    def records(self) -> list[tuple[bytes, bytes]]:
+        return [(key or b"", value or b"") for _topic, key, value, _headers in self.written]
 
 
 def test_the_generator_draws_from_a_pool_of_account_pool_size(
@@ -211,7 +191,7 @@ def test_the_generator_draws_from_a_pool_of_account_pool_size(
         transactions_per_second=1_000_000,
         random_seed=5,
     )
-    producer: Any = RecordingProducer()
+    producer = RecordingProducer()
     assert app.Generator(settings, producer, StopFlag()).run() == 0
     values = [json.loads(value) for _, value in producer.records]
     assert len(values) == 300

@@ -1,25 +1,25 @@
 """The detector's velocity windows across a failed batch: the input is read again from the
 committed offsets, and the windows must be rebuilt there, or the replayed records would be
-counted twice. The fakes stand for kafka-python's clients behind the real port, over an
-in-memory log of one partition."""
+counted twice. On the fake Kafka port (tests/fakes.py), over an in-memory log of one
+partition."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
 
 import pytest
-from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from detector.app import Detector
 from detector.config import DetectorSettings
 from fraudcore.core.codec import encode
 from fraudcore.core.model import Transaction
 from fraudcore.core.rule import HEADER_RULES
-from fraudcore.kafka_port import Consumer, Producer
+from fraudcore.errors import RetriableClientError
+from fraudcore.kafka.types import Committed, Fetched, Output, TopicPartition
 from fraudcore.runtime import StopFlag
+from tests.fakes import FakeConsumer, FakeProducer
 
 TP = TopicPartition("in", 0)
 T0 = 1_800_000_000_000
@@ -43,27 +43,18 @@ LOG = [
 ]
 
 
-class LogConsumer:
-    """A group member over LOG: poll reads from the position, commits are kept."""
+class LogConsumer(FakeConsumer):
+    """A group member over LOG: poll reads POLL records from the position."""
 
     def __init__(self) -> None:
+        super().__init__([TP], {}, POLL)
         self.position = 0
-        self.commits: dict[TopicPartition, OffsetAndMetadata] = {}
 
-    def subscribe(self, topics: list[str], listener: Any) -> None:
-        self.listener = listener
-        listener.on_partitions_assigned({TP})
-
-    def poll(self, timeout_ms: int) -> dict[TopicPartition, list[Rec]]:
-        records = LOG[self.position : self.position + POLL]
-        self.position += len(records)
-        return {TP: records} if records else {}
-
-    def assignment(self) -> set[TopicPartition]:
-        return {TP}
-
-    def committed(self, tp: TopicPartition, metadata: bool = False) -> Any:
-        return self.commits.get(tp)
+    def poll(self, timeout_ms: int) -> Fetched:
+        self.polls = [{TP: LOG[self.position : self.position + POLL]}]
+        fetched = super().poll(timeout_ms)
+        self.position += len(fetched)
+        return fetched
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
         self.position = offset
@@ -71,61 +62,21 @@ class LogConsumer:
     def seek_to_beginning(self, tp: TopicPartition) -> None:
         self.position = 0
 
-    def commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
-        self.commits.update(offsets)
 
-    def group_metadata(self) -> str:
-        return "group"
-
-    def highwater(self, tp: TopicPartition) -> None:
-        return None
-
-
-class Future:
-    def __init__(self, record: tuple[str, bytes, list[tuple[str, bytes]]]) -> None:
-        self.record = record
-        self.errbacks: list[Callable[[BaseException], None]] = []
-
-    def add_errback(self, callback: Callable[[BaseException], None]) -> Future:
-        self.errbacks.append(callback)
-        return self
-
-
-class NoTransactionError:
-    """What fraudcore.kafka_workarounds.underlying_error reads of kafka-python's producer."""
-
-    @staticmethod
-    def has_error() -> bool:
-        return False
-
-
-class OutputProducer:
+class OutputProducer(FakeProducer):
     """at_least_once: what a flush acknowledges is written; the flushes in `failing` fail."""
 
     def __init__(self, failing: set[int]) -> None:
-        self._transaction_manager = NoTransactionError()
+        super().__init__()
         self.failing = failing
         self.flushes = 0
-        self.pending: list[Future] = []
-        self.written: list[tuple[str, bytes, list[tuple[str, bytes]]]] = []
 
-    def send(self, topic: str, *, value: bytes, key: bytes, headers: Any) -> Future:
-        future = Future((topic, value, list(headers or [])))
-        self.pending.append(future)
-        return future
-
-    def flush(self, timeout: float | None = None) -> None:
+    def flush(self, seconds: float | None = None) -> None:
         self.flushes += 1
-        done, self.pending = self.pending, []
-        for future in done:
-            if self.flushes in self.failing:
-                for errback in future.errbacks:
-                    errback(RuntimeError("not written"))
-            else:
-                self.written.append(future.record)
-
-    def close(self, timeout: float | None = None) -> None:
-        pass
+        self.fail_sends = (
+            RetriableClientError("not written") if self.flushes in self.failing else None
+        )
+        super().flush(seconds)
 
 
 class LogReader:
@@ -142,7 +93,7 @@ class LogReader:
         pass
 
 
-def run(failing: set[int]) -> tuple[list[tuple[str, bytes, list[tuple[str, bytes]]]], int]:
+def run(failing: set[int]) -> tuple[list[Output], int]:
     """Every record through an at_least_once detector with the velocity rule (N=2, W=1 s),
     committing after each poll; the flushes numbered in `failing` fail."""
     settings = DetectorSettings(
@@ -156,8 +107,8 @@ def run(failing: set[int]) -> tuple[list[tuple[str, bytes, list[tuple[str, bytes
     consumer, producer, reader = LogConsumer(), OutputProducer(failing), LogReader()
     made = Detector(
         settings,
-        Consumer(consumer),
-        Producer(producer),
+        consumer,
+        producer,
         StopFlag(),
         new_reader=lambda: reader,  # type: ignore[arg-type,return-value]
     )
@@ -166,7 +117,7 @@ def run(failing: set[int]) -> tuple[list[tuple[str, bytes, list[tuple[str, bytes
         made.poll_once()
         made.commit()
     assert consumer.position == len(LOG)
-    assert consumer.commits[TP].offset == len(LOG)
+    assert consumer.commits[TP] == Committed(len(LOG), consumer.commits[TP].metadata)  # type: ignore[union-attr]
     return producer.written, reader.replayed
 
 
@@ -176,7 +127,7 @@ def test_a_failed_batch_rebuilds_the_window_so_nothing_is_counted_twice(failing:
     assert replayed_before == 0
     fraud = [record for record in expected if record[0] == "fraud"]
     assert fraud  # the rule fires on this input: two accounts, a transaction each 300 ms
-    assert {h for *_, headers in fraud for h in headers} == {(HEADER_RULES, b"velocity")}
+    assert {h for *_, headers in fraud for h in headers or ()} == {(HEADER_RULES, b"velocity")}
     got, replayed = run(failing)
     assert got == expected  # same records, same topics, same fraud.rules, in the same order
     assert replayed > 0  # the window was rebuilt from the input, not kept

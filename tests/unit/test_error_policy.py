@@ -1,22 +1,23 @@
-"""The error policy, row by row (fraudcore/error_policy.py), and the client errors it sees
-(fraudcore/kafka_port.client_error maps kafka-python's errors onto the project's)."""
+"""The error plan, row by row (fraudcore/error_policy.py): for each error at each step, the whole
+plan the detector carries out."""
 
 from __future__ import annotations
 
 import pytest
-from kafka.errors import (
-    CommitFailedError,
-    InvalidProducerEpochError,
-    KafkaConnectionError,
-    KafkaTimeoutError,
-    ProducerFencedError,
-    TopicAuthorizationFailedError,
-    TransactionalIdAuthorizationFailedError,
-    UnsupportedVersionError,
-)
 
-from fraudcore.error_policy import POLICY, Action, decide
+from fraudcore.error_policy import (
+    ABORT,
+    MAX_PRODUCER_RESETS_IN_A_ROW,
+    POLICY,
+    REPLACE,
+    RETRY_SECONDS,
+    STOP,
+    Plan,
+    Step,
+    plan,
+)
 from fraudcore.errors import (
+    BufferFullError,
     ClientError,
     FencedError,
     NotAllowedError,
@@ -24,48 +25,70 @@ from fraudcore.errors import (
     RetriableClientError,
     TransactionStalledError,
 )
-from fraudcore.kafka_port import client_error
+
+POLL_AGAIN = Plan(retry_after=0.5)
+TRY_AGAIN = Plan(retry_after=RETRY_SECONDS)
 
 ROWS = [
-    # (error, young?, action)
-    (NotAllowedError("no ACL"), True, Action.STOP),
-    (NotAllowedError("no ACL"), False, Action.STOP),
-    (FencedError("twin"), True, Action.STOP),
-    (FencedError("timed out"), False, Action.REPLACE),
-    (TransactionStalledError("stuck"), True, Action.REPLACE),
-    (TransactionStalledError("stuck"), False, Action.REPLACE),
-    (OutputNotWrittenError("1 output"), True, Action.ABORT),
-    (OutputNotWrittenError("1 output"), False, Action.ABORT),
-    (RetriableClientError("timeout"), True, Action.ABORT),
-    (ClientError("anything else"), False, Action.ABORT),
+    # (step, error, young?, plan)
+    (Step.BATCH, NotAllowedError("no ACL"), True, STOP),
+    (Step.BATCH, NotAllowedError("no ACL"), False, STOP),
+    (Step.POLL, NotAllowedError("no group ACL"), True, STOP),
+    (Step.RESTORE, NotAllowedError("no read ACL"), True, STOP),
+    (Step.NEW_PRODUCER, NotAllowedError("no transactional id ACL"), True, STOP),
+    (Step.ABORT, NotAllowedError("no ACL"), True, STOP),
+    (Step.BATCH, FencedError("twin"), True, STOP),
+    (Step.BATCH, FencedError("timed out"), False, REPLACE),
+    (Step.BATCH, TransactionStalledError("stuck"), True, REPLACE),
+    (Step.BATCH, TransactionStalledError("stuck"), False, REPLACE),
+    (Step.BATCH, OutputNotWrittenError("1 output"), True, ABORT),
+    (Step.BATCH, OutputNotWrittenError("1 output"), False, ABORT),
+    (Step.BATCH, RetriableClientError("timeout"), True, ABORT),
+    (Step.BATCH, BufferFullError(3, TimeoutError()), True, ABORT),
+    (Step.BATCH, ClientError("anything else"), False, ABORT),
+    (Step.ABORT, ClientError("epoch bumped"), True, REPLACE),
+    (Step.ABORT, TransactionStalledError("stuck"), True, REPLACE),
+    (Step.POLL, RetriableClientError("connection refused"), True, POLL_AGAIN),
+    (Step.POLL, ClientError("commit failed"), True, STOP),
+    (Step.NEW_PRODUCER, FencedError("twin"), True, STOP),
+    (Step.NEW_PRODUCER, RetriableClientError("broker away"), True, TRY_AGAIN),
+    (Step.NEW_PRODUCER, ClientError("init failed"), True, TRY_AGAIN),
+    (Step.RESTORE, RetriableClientError("coordinator moved"), True, TRY_AGAIN),
+    (Step.RESTORE, ClientError("read failed"), True, TRY_AGAIN),
 ]
 
 
-@pytest.mark.parametrize(("error", "young", "action"), ROWS)
-def test_each_row(error: ClientError, young: bool, action: Action) -> None:
-    assert decide(error, young=young) is action
+@pytest.mark.parametrize(("step", "error", "young", "expected"), ROWS)
+def test_each_row(step: Step, error: ClientError, young: bool, expected: Plan) -> None:
+    assert plan(error, step, young=young) == expected
 
 
 def test_every_row_of_the_table_is_exercised() -> None:
-    kinds = {type(error) for error, _, _ in ROWS}
-    assert {kind for kind, _, _ in POLICY} <= kinds | {ClientError}
+    exercised = {(step, type(error)) for step, error, _, _ in ROWS}
+    for row_step, kind, _, _ in POLICY:
+        steps = list(Step) if row_step is None else [row_step]
+        assert all((step, kind) in exercised for step in steps), (row_step, kind)
 
 
-@pytest.mark.parametrize(
-    ("raised", "ours"),
-    [
-        (ProducerFencedError(), FencedError),
-        (InvalidProducerEpochError(), FencedError),
-        (TopicAuthorizationFailedError(), NotAllowedError),
-        (TransactionalIdAuthorizationFailedError(), NotAllowedError),
-        (UnsupportedVersionError(), NotAllowedError),
-        (KafkaConnectionError(), RetriableClientError),
-        (KafkaTimeoutError(), RetriableClientError),
-        (CommitFailedError(), ClientError),
-    ],
-)
-def test_client_errors_are_mapped_to_ours(raised: Exception, ours: type[ClientError]) -> None:
-    mapped = client_error(raised)
-    assert type(mapped) is ours
-    assert mapped.cause is raised
-    assert mapped.retriable == (ours is RetriableClientError)
+def test_every_step_has_a_plan_for_any_client_error() -> None:
+    for step in Step:
+        assert isinstance(plan(ClientError("x"), step), Plan)
+
+
+def test_without_a_transaction_nothing_is_replaced() -> None:
+    """at_least_once: aborting is flushing, and the input is read again."""
+    assert plan(TransactionStalledError("stuck"), Step.BATCH, transactional=False) == Plan(
+        rewind=True
+    )
+    assert plan(ClientError("flush failed"), Step.ABORT, transactional=False) == Plan(rewind=True)
+    assert plan(RetriableClientError("x"), Step.BATCH, transactional=False) == ABORT
+
+
+def test_a_producer_replaced_too_often_in_a_row_is_given_up() -> None:
+    stalled = TransactionStalledError("stuck")
+    assert plan(stalled, Step.BATCH, replaced_in_a_row=MAX_PRODUCER_RESETS_IN_A_ROW - 1) == REPLACE
+    given_up = plan(stalled, Step.BATCH, replaced_in_a_row=MAX_PRODUCER_RESETS_IN_A_ROW)
+    assert given_up.stop
+    assert "in a row" in given_up.reason
+    # An abort needs no new producer: it is never given up for that.
+    assert plan(ClientError("x"), Step.BATCH, replaced_in_a_row=99) == ABORT

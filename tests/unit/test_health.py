@@ -101,7 +101,7 @@ def test_health_thread_probes_in_the_background() -> None:
 
 
 def test_the_probes_own_kafka_logs_are_dropped_and_nothing_else() -> None:
-    quiet = QuietProbeLogs("detector-health")
+    quiet = QuietProbeLogs("kafka-io-detector-health", ("kafka",))
 
     def rec(logger: str, thread: str) -> logging.LogRecord:
         record = logging.LogRecord(

@@ -1,4 +1,4 @@
-"""The kafka-python internals that fraudcore/kafka_workarounds.py relies on are still there.
+"""The kafka-python internals that its adapter (fraudcore/kafka/kafka_python/) relies on are there.
 
 Each test drives a real kafka-python 3.0.12 producer (no broker: the bootstrap address is
 closed) through the internal the workaround uses. If an upgrade renames or changes it, these
@@ -19,7 +19,7 @@ import pytest
 from kafka.errors import KafkaError, KafkaTimeoutError, ProducerFencedError
 from kafka.net.transport import KafkaSSLTransport, KafkaTCPTransport
 
-from fraudcore.kafka_workarounds import (
+from fraudcore.kafka.kafka_python.workarounds import (
     READ_ERROR_MESSAGE,
     TRANSPORT_LOGGER,
     client_io_thread_name,

@@ -12,25 +12,25 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from kafka.structs import TopicPartition
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 
 from detector.app import Detector
 from detector.config import DetectorSettings
+from fraudcore.checkpoint import BatchState, BatchTally
 from fraudcore.config import SettingsError, load_settings
-from fraudcore.core.rule import Verdict
+from fraudcore.core.rule import Verdict, reason_code
 from fraudcore.health import BrokerHealth
+from fraudcore.kafka.types import TopicPartition
 from fraudcore.metrics import (
     LATENCY_BUCKETS,
     AgeHistogram,
     DetectorMetrics,
     GeneratorMetrics,
-    reason_code,
 )
 from fraudcore.metrics_server import MetricsPortError, MetricsServer, serve_metrics
 from generator.config import GeneratorSettings
-from tests.fakes import FakeClock, FlakyProbe
+from tests.fakes import FakeClock, FakeConsumer, FlakyProbe
 
 
 def value(metrics: Any, name: str, **labels: str) -> float | None:
@@ -48,11 +48,40 @@ def verdict_counts(metrics: DetectorMetrics) -> dict[str, float | None]:
 # --------------------------------------------------------------------------- detector counting
 
 
+class Batch:
+    """Drives DetectorMetrics as a Checkpoint does: a tally of what the open batch routed, then
+    its outcome (fraudcore/checkpoint.py)."""
+
+    def __init__(self, metrics: DetectorMetrics) -> None:
+        self._metrics = metrics
+        self.tally = BatchTally()
+
+    def routed(
+        self, verdict: Verdict, timestamp_ms: int | None, reason: str = "", rules: bytes = b""
+    ) -> None:
+        self.tally.routed(verdict, timestamp_ms, reason, rules)
+
+    def _end(self, state: BatchState, transaction: bool) -> None:
+        self._metrics.batch_ended(state, self.tally, transaction)
+        self.tally = BatchTally()
+
+    def committed(self, transaction: bool = False) -> None:
+        self._end(BatchState.COMMITTED, transaction)
+
+    def aborted(self) -> None:
+        self._end(BatchState.ABORTED, transaction=True)
+
+    def discarded(self) -> None:
+        """at_least_once: given up without a Kafka transaction."""
+        self._end(BatchState.ABORTED, transaction=False)
+
+
 def test_rule_hits_count_each_rule_that_fired_once_their_batch_commits() -> None:
     metrics = DetectorMetrics()
+    batch = Batch(metrics)
     for rules in (b"amount", b"velocity", b"amount,velocity", b"velocity"):
-        metrics.routed(Verdict.FRAUD, None, "", rules)
-    metrics.routed(Verdict.LEGIT, None)
+        batch.routed(Verdict.FRAUD, None, "", rules)
+    batch.routed(Verdict.LEGIT, None)
 
     def hits() -> dict[str, float | None]:
         return {
@@ -61,14 +90,14 @@ def test_rule_hits_count_each_rule_that_fired_once_their_batch_commits() -> None
         }
 
     assert hits() == {"amount": 0, "velocity": 0}  # both series exist from the start
-    pending = metrics.pending_counts()
+    pending = batch.tally.counts()
     assert (pending["fraud"], pending["rule.amount"], pending["rule.velocity"]) == (4, 2, 3)
-    metrics.batch_committed(transaction=True)
+    batch.committed(transaction=True)
     assert hits() == {"amount": 2, "velocity": 3}
     assert verdict_counts(metrics)["fraud"] == 4  # the verdict counter keeps its meaning
-    metrics.routed(Verdict.FRAUD, None, "", b"velocity")
-    metrics.batch_aborted()  # read and counted again later
-    metrics.batch_committed()
+    batch.routed(Verdict.FRAUD, None, "", b"velocity")
+    batch.aborted()  # read and counted again later
+    batch.committed()
     assert hits() == {"amount": 2, "velocity": 3}
 
 
@@ -81,12 +110,13 @@ def test_the_stats_line_counts_fraud_by_rule() -> None:
 def test_records_count_only_when_their_batch_commits() -> None:
     wall = FakeClock(2000.0)
     metrics = DetectorMetrics(wall_clock=wall)
-    metrics.routed(Verdict.LEGIT, 1_999_500)
-    metrics.routed(Verdict.FRAUD, 1_999_000)
-    metrics.routed(Verdict.INVALID, 1_998_000, "not_json: Expecting value: line 1 column 1")
+    batch = Batch(metrics)
+    batch.routed(Verdict.LEGIT, 1_999_500)
+    batch.routed(Verdict.FRAUD, 1_999_000)
+    batch.routed(Verdict.INVALID, 1_998_000, "not_json: Expecting value: line 1 column 1")
     assert verdict_counts(metrics) == {"legit": 0, "fraud": 0, "invalid": 0}
 
-    metrics.batch_committed(transaction=True)
+    batch.committed(transaction=True)
     assert verdict_counts(metrics) == {"legit": 1, "fraud": 1, "invalid": 1}
     assert value(metrics, "fraud_detector_dead_letters_total", reason="not_json") == 1
     assert value(metrics, "fraud_detector_kafka_transactions_total", outcome="committed") == 1
@@ -96,41 +126,44 @@ def test_records_count_only_when_their_batch_commits() -> None:
     le_1 = value(metrics, "fraud_detector_processing_latency_seconds_bucket", le="1.0")
     assert le_1 == 2
 
-    metrics.batch_committed(transaction=True)  # an empty batch adds no records
+    batch.committed(transaction=True)  # an empty batch adds no records
     assert verdict_counts(metrics) == {"legit": 1, "fraud": 1, "invalid": 1}
 
 
 def test_an_aborted_batch_is_not_counted_and_its_reprocessing_counts_once() -> None:
     metrics = DetectorMetrics()
+    batch = Batch(metrics)
     for _ in range(3):
-        metrics.routed(Verdict.LEGIT, None)
-    metrics.batch_aborted()
+        batch.routed(Verdict.LEGIT, None)
+    batch.aborted()
     assert verdict_counts(metrics)["legit"] == 0
     assert value(metrics, "fraud_detector_kafka_transactions_total", outcome="aborted") == 1
     for _ in range(3):  # the same records, read again after the rewind
-        metrics.routed(Verdict.LEGIT, None)
-    metrics.batch_committed(transaction=True)
+        batch.routed(Verdict.LEGIT, None)
+    batch.committed(transaction=True)
     assert verdict_counts(metrics)["legit"] == 3
     assert value(metrics, "fraud_detector_processing_latency_seconds_count") == 0
 
 
 def test_discard_forgets_an_uncommitted_batch_and_at_least_once_has_no_transactions() -> None:
     metrics = DetectorMetrics()
-    metrics.routed(Verdict.FRAUD, 5)
-    metrics.discard_batch()
-    metrics.batch_committed()  # at_least_once: acknowledged, no Kafka transaction
+    batch = Batch(metrics)
+    batch.routed(Verdict.FRAUD, 5)
+    batch.discarded()
+    batch.committed()  # at_least_once: acknowledged, no Kafka transaction
     assert verdict_counts(metrics)["fraud"] == 0
-    metrics.routed(Verdict.FRAUD, 5)
-    metrics.batch_committed()
+    batch.routed(Verdict.FRAUD, 5)
+    batch.committed()
     assert verdict_counts(metrics)["fraud"] == 1
     assert value(metrics, "fraud_detector_kafka_transactions_total", outcome="committed") == 0
 
 
 def test_latency_is_never_negative_and_records_without_timestamp_are_skipped() -> None:
     metrics = DetectorMetrics(wall_clock=FakeClock(10.0))
-    metrics.routed(Verdict.LEGIT, 20_000)  # stamped in the future (clock skew)
-    metrics.routed(Verdict.LEGIT, -1)  # no timestamp
-    metrics.batch_committed()
+    batch = Batch(metrics)
+    batch.routed(Verdict.LEGIT, 20_000)  # stamped in the future (clock skew)
+    batch.routed(Verdict.LEGIT, -1)  # no timestamp
+    batch.committed()
     assert value(metrics, "fraud_detector_processing_latency_seconds_count") == 1
     assert value(metrics, "fraud_detector_processing_latency_seconds_sum") == 0
 
@@ -148,25 +181,26 @@ def test_reason_code(reason: str, code: str) -> None:
     assert reason_code(reason) == code
 
 
-class FakeConsumer:
+class LagConsumer(FakeConsumer):
+    """The port's consumer, with highwater and position per partition."""
+
     def __init__(self) -> None:
+        super().__init__([], {}, 1)
         self.highwaters: dict[TopicPartition, int | None] = {}
-        self.positions: dict[TopicPartition, int | None] = {}
+        self.positions: dict[TopicPartition, int] = {}
 
     def assignment(self) -> set[TopicPartition]:
         return set(self.highwaters)
 
-    def highwater(self, tp: TopicPartition) -> int | None:
-        return self.highwaters[tp]
-
-    def position(self, tp: TopicPartition, timeout_ms: int | None = None) -> int | None:
-        return self.positions[tp]
+    def lag(self, tp: TopicPartition) -> int | None:
+        highwater = self.highwaters[tp]
+        return None if highwater is None else highwater - self.positions[tp]
 
 
 def test_lag_per_partition_and_revoked_partitions_disappear() -> None:
     clock = FakeClock()
     metrics = DetectorMetrics(clock=clock)
-    consumer = FakeConsumer()
+    consumer = LagConsumer()
     p0, p1, p2 = (TopicPartition("in", p) for p in range(3))
     consumer.highwaters = {p0: 100, p1: 50, p2: None}  # p2: no fetch response yet
     consumer.positions = {p0: 90, p1: 50, p2: 0}
@@ -187,8 +221,9 @@ def test_lag_per_partition_and_revoked_partitions_disappear() -> None:
 
 def test_registries_are_per_instance() -> None:
     first, second = DetectorMetrics(), DetectorMetrics()
-    first.routed(Verdict.LEGIT, None)
-    first.batch_committed()
+    batch = Batch(first)
+    batch.routed(Verdict.LEGIT, None)
+    batch.committed()
     assert verdict_counts(first)["legit"] == 1
     assert verdict_counts(second)["legit"] == 0
     GeneratorMetrics(10.0)
@@ -203,7 +238,7 @@ def test_generator_counts_acknowledged_and_failed_and_reports_its_target() -> No
     assert value(metrics, "fraud_generator_target_rate") == 250
     for _ in range(500):
         metrics.acknowledged()
-    metrics.failed(TimeoutError())
+    metrics.failed()
     assert value(metrics, "fraud_generator_transactions_total") == 500
     assert value(metrics, "fraud_generator_delivery_failures_total") == 1
     # The achieved rate is PromQL's rate() of the counter, no gauge of its own (README "Metrics").
@@ -237,8 +272,9 @@ def test_server_serves_metrics_in_the_prometheus_format(
     served: tuple[str, DetectorMetrics, FlakyProbe, BrokerHealth],
 ) -> None:
     url, metrics, _, _ = served
-    metrics.routed(Verdict.INVALID, None, "empty: the record has no value")
-    metrics.batch_committed(transaction=True)
+    batch = Batch(metrics)
+    batch.routed(Verdict.INVALID, None, "empty: the record has no value")
+    batch.committed(transaction=True)
     status, content_type, body = get(url + "/metrics")
     assert status == 200
     assert content_type.startswith("text/plain")

@@ -7,7 +7,7 @@ import random
 import pytest
 from kafka.partitioner import DefaultPartitioner
 
-from fraudcore.partitioner import KeyHashPartitioner
+from fraudcore.kafka.kafka_python.partitioner import KeyHashPartitioner
 
 
 class _Cluster:

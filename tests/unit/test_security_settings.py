@@ -15,7 +15,7 @@ from pydantic import Field, SecretStr
 
 from detector.config import DetectorSettings
 from fraudcore.config import SettingsError, load_settings
-from fraudcore.kafka_port import client_options
+from fraudcore.kafka.kafka_python.clients import client_options
 from fraudcore.security import RedactSecrets
 from generator.config import GeneratorSettings
 from tests.kafka_helpers import run_command

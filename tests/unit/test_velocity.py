@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -19,6 +20,7 @@ from fraudcore.core.codec import DEFAULT_MAX_VALUE_BYTES, encode
 from fraudcore.core.model import Transaction
 from fraudcore.core.rule import HEADER_RULES, Verdict, replay
 from fraudcore.core.velocity import PartitionWindow, VelocityRule, WindowCheckpoint
+from fraudcore.kafka.types import ConsumedRecord, Output
 
 W = 10.0  # seconds
 W_MS = 10_000
@@ -181,7 +183,28 @@ class Rec:
     headers: list[tuple[str, bytes]] | None = field(default_factory=list)
 
 
-def make_router(rule: VelocityRule | None) -> tuple[Router, list[Verdict]]:
+class Verdicts(list[Verdict]):
+    """A tally (detector.routing.Tally) that keeps each record's verdict."""
+
+    def routed(
+        self, verdict: Verdict, timestamp_ms: int | None, reason: str = "", rules: bytes = b""
+    ) -> None:
+        self.append(verdict)
+
+
+class TalliedRouter:
+    """A Router whose records are told to one tally."""
+
+    def __init__(self, router: Router, tally: Verdicts) -> None:
+        self._router, self._tally = router, tally
+
+    def outputs(
+        self, records: Sequence[ConsumedRecord], window: PartitionWindow | None = None
+    ) -> list[Output]:
+        return self._router.outputs(records, self._tally, window)
+
+
+def make_router(rule: VelocityRule | None) -> tuple[TalliedRouter, list[Verdict]]:
     env: dict[str, object] = {
         "legit_topic": "legit",
         "fraud_topic": "fraud",
@@ -190,12 +213,9 @@ def make_router(rule: VelocityRule | None) -> tuple[Router, list[Verdict]]:
     if rule is not None:
         env["velocity_max_transactions"] = rule.max_transactions
         env["velocity_window_seconds"] = rule.window_seconds
-    routed: list[Verdict] = []
-    router = Router(
-        DetectorSettings(**env),  # type: ignore[arg-type]
-        lambda verdict, _ts, _reason, _rules: routed.append(verdict),
-    )
-    return router, routed
+    routed = Verdicts()
+    router = Router(DetectorSettings(**env))  # type: ignore[arg-type]
+    return TalliedRouter(router, routed), routed
 
 
 def as_expected(output: tuple[str, object, object, object]) -> Expected:

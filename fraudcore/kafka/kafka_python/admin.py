@@ -1,44 +1,82 @@
-"""The broker side of the Kafka port: wait for the broker, create and check the topics and their
-ACLs, and turn a refusal into one line. Startup work of both services, on an admin client.
+"""The kafka-python adapter's broker side (fraudcore/kafka/ports.py Admin and Probe): wait for the
+broker, create and check the topics and their ACLs, read a group's offsets. Start-up work of the
+services, on an admin client.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
+from types import TracebackType
 
 from kafka.errors import (
-    AuthorizationError,
     ClusterAuthorizationFailedError,
-    GroupAuthorizationFailedError,
     KafkaError,
     NoError,
     TopicAlreadyExistsError,
     TopicAuthorizationFailedError,
-    TransactionalIdAuthorizationFailedError,
     for_code,
 )
 
 from fraudcore.config import CommonSettings
 from fraudcore.core.topics import TopicSpec
 from fraudcore.errors import BrokerUnavailableError, ClientError, KafkaSecurityError
-from fraudcore.kafka_port import client_options, principal
-from fraudcore.kafka_workarounds import check_login, fail_if_broker_expects_tls
+from fraudcore.kafka.kafka_python.clients import client_options, mapped
+from fraudcore.kafka.kafka_python.errors import client_error
+from fraudcore.kafka.kafka_python.login import check_login, fail_if_broker_expects_tls
+from fraudcore.kafka.types import TopicPartition
 from fraudcore.runtime import StopFlag
 from kafka import KafkaAdminClient
 
 log = logging.getLogger(__name__)
 
-# What the services' start-up hands on: an admin client connected to the broker.
-AdminClient = KafkaAdminClient
-
 # Longest single connection attempt while waiting for the broker (bounded by what is left).
 ATTEMPT_SECONDS = 10.0
 
 
-def wait_for_broker(
-    settings: CommonSettings, stop: StopFlag, client_id: str
-) -> KafkaAdminClient | None:
+class Admin:
+    """fraudcore.kafka.ports.Admin on a KafkaAdminClient."""
+
+    def __init__(self, settings: CommonSettings, client_id: str, **options: object) -> None:
+        self.client = mapped(
+            lambda: KafkaAdminClient(**client_options(settings, client_id), **options)
+        )
+
+    def describe_cluster(self) -> None:
+        mapped(self.client.describe_cluster)
+
+    def ensure_topics(self, topics: list[TopicSpec]) -> None:
+        try:
+            ensure_topics(self.client, topics)
+        except KafkaError as exc:
+            raise client_error(exc) from exc
+
+    def committed_offsets(
+        self, group: str, tps: Sequence[TopicPartition]
+    ) -> dict[TopicPartition, int | None]:
+        found = mapped(lambda: self.client.list_group_offsets({group: list(tps)}).get(group, {}))
+        return {
+            TopicPartition(tp.topic, tp.partition): meta.offset if meta.offset >= 0 else None
+            for tp, meta in found.items()
+        }
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> Admin:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def wait_for_broker(settings: CommonSettings, stop: StopFlag, client_id: str) -> Admin | None:
     """Return an admin client once the broker answers; None if asked to stop while waiting.
 
     Bounded by BROKER_WAIT_SECONDS and logged once per attempt, so a missing broker shows up
@@ -51,17 +89,19 @@ def wait_for_broker(
     while not stop.is_set():
         attempt += 1
         budget = max(1.0, min(ATTEMPT_SECONDS, deadline - time.monotonic()))
-        admin: KafkaAdminClient | None = None
+        admin: Admin | None = None
         try:
             if secured:
                 check_login(settings, client_id, timeout=budget)
-            admin = KafkaAdminClient(
-                **client_options(settings, client_id),
+            admin = Admin(
+                settings,
+                client_id,
                 request_timeout_ms=5000,
                 bootstrap_timeout_ms=int(budget * 1000),
             )
             admin.describe_cluster()
-        except (KafkaError, OSError) as exc:
+        except (ClientError, OSError) as error:
+            exc = error.cause if isinstance(error, ClientError) and error.cause else error
             if admin is not None:
                 admin.close()
             if not secured:
@@ -156,36 +196,7 @@ def check_topic_access(admin: KafkaAdminClient, topics: list[TopicSpec]) -> None
             )
 
 
-def describe_refusal(exc: KafkaSecurityError | ClientError, settings: CommonSettings) -> str:
-    """One line for a refusal: a KafkaSecurityError's own, or one for an ACL refusal that
-    kafka-python raised (consumer group, transactional id, topic)."""
-    cause = exc.cause if isinstance(exc, ClientError) else None
-    if not isinstance(cause, AuthorizationError):
-        return str(exc)
-    return _describe_authorization(cause, settings)
-
-
-def _describe_authorization(exc: AuthorizationError, settings: CommonSettings) -> str:
-    who = principal(settings)
-    detail = " ".join(str(arg) for arg in exc.args if str(arg)).strip()
-    if not detail:  # kafka-python often names nothing; the detector's settings do
-        if isinstance(exc, TransactionalIdAuthorizationFailedError):
-            detail = repr(getattr(settings, "effective_transactional_id", ""))
-        elif isinstance(exc, GroupAuthorizationFailedError):
-            detail = repr(getattr(settings, "consumer_group", ""))
-    kinds: list[tuple[type[AuthorizationError], str]] = [
-        (TopicAuthorizationFailedError, "use topic"),
-        (GroupAuthorizationFailedError, "use consumer group"),
-        (TransactionalIdAuthorizationFailedError, "use transactional id"),
-        (ClusterAuthorizationFailedError, "act on the cluster"),
-    ]
-    for kind, verb in kinds:
-        if isinstance(exc, kind):
-            return f"{who} is not authorized to {verb}" + (f" {detail}" if detail else "")
-    return f"{who} is not authorized: {type(exc).__name__}" + (f": {detail}" if detail else "")
-
-
-class KafkaProbe:
+class Probe:
     """Asks the broker for its cluster metadata through an admin client of its own.
 
     The client is built on first use (and again after it could not be built), so a broker that
@@ -193,16 +204,18 @@ class KafkaProbe:
     """
 
     def __init__(self, settings: CommonSettings, client_id: str, timeout_ms: int) -> None:
-        self._options = {
-            **client_options(settings, client_id),
-            "request_timeout_ms": timeout_ms,
-            "bootstrap_timeout_ms": timeout_ms,
-        }
-        self._admin: KafkaAdminClient | None = None
+        self._settings, self._client_id, self._timeout_ms = settings, client_id, timeout_ms
+        self._admin: Admin | None = None
 
     def __call__(self) -> None:
         if self._admin is None:
-            self._admin = KafkaAdminClient(**self._options)
+            timeout = self._timeout_ms
+            self._admin = Admin(
+                self._settings,
+                self._client_id,
+                request_timeout_ms=timeout,
+                bootstrap_timeout_ms=timeout,
+            )
         self._admin.describe_cluster()
 
     def close(self) -> None:

@@ -1,17 +1,19 @@
-"""Every piece of code that leans on kafka-python 3.0.12 behaviour beyond its documented API.
+"""The pre-flight login.
 
-Each piece names the upstream behaviour it works around, and tests/unit/test_kafka_workarounds.py
-fails loudly when the internals it relies on change. Nothing outside this module may reach
-into kafka-python's private attributes.
+kafka-python 3.0.12 reports a refused login only as KafkaTimeoutError("Unable to bootstrap"):
+its bootstrap retries a failed TLS handshake or SASL login until its timeout, and a wrong
+password even looks like "socket disconnected", because the broker sends its error together
+with closing the connection and kafka-python drops the bytes it read before the close. So with
+TLS or SASL the services first log in once themselves (check_login: the TLS handshake with the
+same SSL context, ApiVersions, the SASL exchange with kafka-python's own mechanism classes from
+kafka.net.sasl and its protocol classes from kafka.protocol, on a blocking socket) and turn a
+refusal into KafkaSecurityError, which is never retried.
 """
 
 from __future__ import annotations
 
-import logging
 import socket
 import ssl
-import threading
-from collections.abc import Callable
 from typing import Any
 
 from kafka.errors import (
@@ -28,78 +30,7 @@ from kafka.protocol.parser import KafkaProtocol
 from kafka.protocol.sasl import SaslAuthenticateRequest, SaslHandshakeRequest
 
 from fraudcore.config import CommonSettings
-from fraudcore.errors import KafkaSecurityError, TransactionStalledError
-from kafka import KafkaProducer
-
-
-def call_with_deadline(call: Callable[[], None], seconds: float, what: str) -> None:
-    """Run a blocking producer call; raise TransactionStalledError if it takes over `seconds`.
-
-    kafka-python 3.0.12 waits for send_offsets_to_transaction, commit_transaction and
-    abort_transaction without a timeout, and its sender drops a transactional request whose
-    coordinator connection is down at the moment it is sent (Sender._maybe_send_pending_request:
-    await_ready raises, the request is neither sent nor queued again). After a broker outage the
-    call would then wait forever. It runs on a daemon thread, left behind if it is stuck.
-    """
-    done = threading.Event()
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            call()
-        except BaseException as exc:
-            failure.append(exc)
-        finally:
-            done.set()
-
-    threading.Thread(target=run, name=f"detector-{what}", daemon=True).start()
-    if not done.wait(seconds):
-        raise TransactionStalledError(f"{what} did not complete within {seconds:g}s")
-    if failure:
-        raise failure[0]
-
-
-def discard_producer(producer: KafkaProducer) -> None:
-    """Stop a producer at once, whatever it still holds; a new one with its id takes over.
-
-    kafka-python's close(timeout=0) flushes first and raises when batches are still pending,
-    before it stops the I/O thread; left running, that thread could re-initialise the
-    transactional id and so fence the producer that replaced it. So it is force-closed through
-    the sender (KafkaProducer._sender.force_close), which fails every pending batch.
-    """
-    try:
-        producer.close(timeout=0)
-    except KafkaError:
-        producer._sender.force_close()
-
-
-def underlying_error(producer: KafkaProducer, exc: BaseException) -> BaseException:
-    """The error that put a transactional producer into its error state, else `exc` itself.
-
-    Once a transactional request or a batch failed, kafka-python 3.0.12 refuses every later
-    send and transactional call with a plain KafkaError that names the original error only in
-    its text (TransactionManager._maybe_fail_with_error, _fail_if_not_ready_for_send). A
-    producer fenced by a newer one thus reports "Cannot execute transactional method because
-    we are in an error state: ProducerFencedError" rather than ProducerFencedError, and the
-    detector's error policy needs the ProducerFencedError. It is read from the transaction
-    manager (KafkaProducer._transaction_manager.has_error() and .last_error).
-    """
-    manager = producer._transaction_manager
-    if manager is not None and manager.has_error() and manager.last_error is not None:
-        last = manager.last_error
-        return last if isinstance(last, BaseException) else last()
-    return exc
-
-
-# --------------------------------------------------------------------------- the pre-flight login
-# kafka-python 3.0.12 reports a refused login only as KafkaTimeoutError("Unable to bootstrap"):
-# its bootstrap retries a failed TLS handshake or SASL login until its timeout, and a wrong
-# password even looks like "socket disconnected", because the broker sends its error together
-# with closing the connection and kafka-python drops the bytes it read before the close. So with
-# TLS or SASL the services first log in once themselves (check_login: the TLS handshake with the
-# same SSL context, ApiVersions, the SASL exchange with kafka-python's own mechanism classes from
-# kafka.net.sasl and its protocol classes from kafka.protocol, on a blocking socket) and turn a
-# refusal into KafkaSecurityError, which is never retried.
+from fraudcore.errors import KafkaSecurityError
 
 # OpenSSL verify codes: the broker's certificate chain does not lead to a CA we trust.
 _UNTRUSTED_ISSUER = {2, 7, 18, 19, 20, 21}
@@ -350,43 +281,3 @@ def fail_if_broker_expects_tls(settings: CommonSettings, timeout: float) -> None
                 f"the broker at {host}:{port} expects TLS but KAFKA_SECURITY_PROTOCOL=PLAINTEXT: "
                 "set KAFKA_SECURITY_PROTOCOL=SASL_SSL (or SSL) and KAFKA_SSL_CA_FILE"
             )
-
-
-# --------------------------------------------------------------------------- the I/O thread's name
-
-
-def client_io_thread_name(client_id: str) -> str:
-    """The name of the thread that does a kafka-python client's network I/O.
-
-    kafka-python 3.0.12 runs each consumer's and admin client's connections on a daemon thread
-    it names "kafka-io-<client_id>" (kafka.net.selector.NetworkSelector.start), and that thread
-    logs every failed connection. Its name is how the health probe's own connection logs are
-    told from the service's (fraudcore/health.py QuietProbeLogs); the name is not API.
-    """
-    return f"kafka-io-{client_id}"
-
-
-# kafka-python's transport reads after awaiting a readable socket without checking that it was
-# not aborted meanwhile (KafkaTCPTransport._read_from_sock). After an abort (_sock None) the read
-# fails on None and is logged, with a traceback, as if a live connection broke: a fatal error
-# that closes the clients, e.g. a refused transactional id, ended in a traceback instead of one
-# line. The filter drops exactly that record for a transport already closed; any other read
-# error is still logged.
-TRANSPORT_LOGGER = "kafka.net.transport"
-READ_ERROR_MESSAGE = "%s: Error receiving network data closing socket"
-
-
-class _ReadAfterAbortFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.msg != READ_ERROR_MESSAGE or not isinstance(record.args, tuple):
-            return True
-        transport = record.args[0] if record.args else None
-        closed = getattr(transport, "_closed", False) and getattr(transport, "_sock", 0) is None
-        return not closed
-
-
-def quiet_reads_after_abort() -> None:
-    """Install the filter on kafka-python's transport logger (once)."""
-    logger = logging.getLogger(TRANSPORT_LOGGER)
-    if not any(isinstance(f, _ReadAfterAbortFilter) for f in logger.filters):
-        logger.addFilter(_ReadAfterAbortFilter())

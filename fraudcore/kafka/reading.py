@@ -1,0 +1,115 @@
+"""Reading outside any consumer group, read_committed, on a Reader of the port: whole topics up
+to where they ended when the reading started (the audit), and ranges of one partition (the
+detector rebuilding its velocity windows). Client-independent: any adapter's Reader will do.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Sequence
+
+from fraudcore.errors import RetriableClientError
+from fraudcore.kafka.ports import Reader
+from fraudcore.kafka.types import ConsumedRecord, TopicPartition, label
+
+log = logging.getLogger(__name__)
+
+READ_POLL_MS = 200
+
+
+class IncompleteReadError(RuntimeError):
+    """A topic could not be read up to the end offsets taken at the start."""
+
+
+class TopicReader:
+    """Reads topics up to the end offsets found when it opens.
+
+    End offsets are taken for the topics in the order given, outputs before the input, so
+    that every output counted has its input counted too. Topics are then read one set at a
+    time, so the outputs can be streamed through the matcher instead of held in memory.
+    """
+
+    def __init__(self, reader: Reader, names: Sequence[str], timeout: float) -> None:
+        self._timeout = timeout
+        self._reader = reader
+        try:
+            existing = reader.topics()
+            self.missing = [name for name in dict.fromkeys(names) if name not in existing]
+            self._ends: dict[TopicPartition, int] = {}
+            for name in dict.fromkeys(names):
+                if name not in self.missing:
+                    self._ends.update(reader.end_offsets(reader.partitions(name)))
+        except BaseException:
+            reader.close()
+            raise
+
+    def __enter__(self) -> TopicReader:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._reader.close()
+
+    def records(self, names: Sequence[str]) -> Iterator[ConsumedRecord]:
+        """Every committed record of these topics, up to the end offsets taken at the start."""
+        ends = {tp: end for tp, end in self._ends.items() if tp.topic in names}
+        if not ends:  # missing topics read as empty
+            return
+        reader = self._reader
+        reader.assign(list(ends))
+        reader.seek_to_beginning(list(ends))
+        deadline = time.monotonic() + self._timeout
+        remaining = {tp for tp, end in ends.items() if end > 0}
+        while remaining:
+            if time.monotonic() > deadline:
+                behind = ", ".join(
+                    f"{label(tp)} at {reader.position(tp)} of {ends[tp]}"
+                    for tp in sorted(remaining)
+                )
+                raise IncompleteReadError(f"not read to the end in {self._timeout:g}s: {behind}")
+            for tp, batch in reader.poll(READ_POLL_MS).items():
+                end = ends[tp]
+                for r in batch:
+                    if r.offset < end:
+                        yield r
+            for tp in list(remaining):
+                if reader.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+                    reader.pause([tp])
+        reader.resume(list(ends))
+
+
+class PartitionReader:
+    """Reads offset ranges of single partitions; one client, kept open for many reads."""
+
+    def __init__(self, reader: Reader) -> None:
+        self._reader = reader
+
+    def close(self) -> None:
+        self._reader.close()
+
+    def read(
+        self, tp: TopicPartition, start: int, end: int, timeout: float
+    ) -> Iterator[ConsumedRecord]:
+        """The committed records of `tp` from offset `start` up to `end` (exclusive). Raises
+        RetriableClientError when they cannot all be read within `timeout` seconds."""
+        if start >= end:
+            return
+        reader = self._reader
+        reader.assign([tp])
+        if reader.beginning_offsets([tp])[tp] > start:
+            log.warning("%s: offsets from %d are gone (retention), read from the log start",
+                        label(tp), start)  # fmt: skip
+        reader.seek(tp, start)
+        deadline = time.monotonic() + timeout
+        while reader.position(tp) < end:
+            if time.monotonic() > deadline:
+                raise RetriableClientError(
+                    f"{label(tp)} not read from {start} to {end} in {timeout:g}s "
+                    f"(at {reader.position(tp)})"
+                )
+            for batch in reader.poll(READ_POLL_MS).values():
+                for record in batch:
+                    if record.offset >= end:
+                        return
+                    yield record
