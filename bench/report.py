@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import operator
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from bench.velocity_bench import markdown as velocity_markdown
@@ -337,18 +335,3 @@ THROUGHPUT_ROWS: list[tuple[str, tuple[str, ...], Callable[[dict[str, Any]], str
         lambda r: "fetch rate, group join excluded",
     ),
 ]
-
-
-def write(results: dict[str, Any], out_dir: Path, stem: str) -> dict[str, Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "json": out_dir / f"{stem}.json",
-        "markdown": out_dir / f"{stem}.md",
-        "chart": out_dir / f"{stem}.png",
-    }
-    paths["json"].write_text(json.dumps(results, indent=2) + "\n")
-    paths["markdown"].write_text(markdown(results))
-    from bench.chart import chart  # noqa: PLC0415  (matplotlib loads only for the report)
-
-    chart(results, paths["chart"])
-    return paths

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import shlex
 import signal
@@ -16,6 +17,7 @@ from typing import Any
 from bench import detector_bench, generator_bench, latency, machine, report, velocity_bench
 from bench.baselines import consumer_performance, producer_performance
 from bench.broker import LocalBroker
+from bench.chart import chart
 from bench.config import BenchConfig
 from bench.context import Context, log
 from bench.kafka_ops import create_topics, encoded_transactions
@@ -127,6 +129,20 @@ def _measure(ctx: Context, sections: set[str]) -> dict[str, Any]:
         stop_all()  # before the broker goes: children still running after an error or Ctrl-C
 
 
+def write_results(results: dict[str, Any], out_dir: Path, stem: str) -> dict[str, Path]:
+    """The run's results as JSON, its report as Markdown and its chart as PNG."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "json": out_dir / f"{stem}.json",
+        "markdown": out_dir / f"{stem}.md",
+        "chart": out_dir / f"{stem}.png",
+    }
+    paths["json"].write_text(json.dumps(results, indent=2) + "\n")
+    paths["markdown"].write_text(report.markdown(results))
+    chart(results, paths["chart"])
+    return paths
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     logging.basicConfig(
@@ -170,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     meta["duration_seconds"] = round(time.monotonic() - started, 1)
     results = {"meta": meta, **results}
     results["targets"] = report.targets(results)
-    paths = report.write(results, out_dir, f"bench-{config.mode}")
+    paths = write_results(results, out_dir, f"bench-{config.mode}")
     print(report.markdown(results))
     for kind, path in paths.items():
         print(f"{kind}: {path}")

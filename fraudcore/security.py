@@ -3,7 +3,7 @@
 The env names follow the usual KAFKA_* client conventions. Every secret is a pydantic SecretStr
 (printed as ********** by describe()) and can come from a file instead (`*_FILE`, as with
 Docker and Kubernetes secrets). Validation turns every mistake into one line that names the
-variable and never contains a secret; fraudcore.kafka_port.client_options() maps the result onto
+variable and never contains a secret; the Kafka adapters (fraudcore/kafka/) map the result onto
 kafka-python's options.
 """
 

@@ -43,6 +43,14 @@ HANG = "hang"  # in FakeProducer's `fail`: the call does not return within its d
 REBALANCE = "rebalance"  # in FakeConsumer.polls: every partition revoked, then assigned again
 
 
+class Assign:
+    """In FakeConsumer.polls: these partitions are added to the assignment (incrementally, as a
+    cooperative rebalance does), then the poll goes on."""
+
+    def __init__(self, *partitions: TopicPartition) -> None:
+        self.partitions = set(partitions)
+
+
 class FakeConsumer:
     """A group member over scripted polls. `polls`: what each poll() returns (records by
     partition), raises (an exception), or REBALANCE. The first poll joins the group: every
@@ -54,7 +62,7 @@ class FakeConsumer:
         committed: dict[TopicPartition, Committed | None],
         max_poll_records: int,
     ) -> None:
-        self.partitions = partitions
+        self.partitions = list(partitions)
         self.commits = dict(committed)
         self.max_poll_records = max_poll_records
         self.polls: list[object] = []
@@ -71,6 +79,12 @@ class FakeConsumer:
         if not self._joined:
             self._joined = True
             self._on_assigned(set(self.partitions))
+        if self.polls and isinstance(self.polls[0], Assign):
+            assign = self.polls.pop(0)
+            assert isinstance(assign, Assign)
+            added = assign.partitions
+            self.partitions += sorted(added - set(self.partitions))
+            self._on_assigned(added)
         if self.polls and self.polls[0] == REBALANCE:
             self.polls.pop(0)
             self._on_revoked(set(self.partitions))

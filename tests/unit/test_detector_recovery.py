@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import pytest
 
-from detector.app import Detector, FatalDetectorError
+from detector.app import Detector, FatalDetectorError, PartitionState
 from detector.config import DetectorSettings
 from fraudcore.error_policy import MAX_PRODUCER_RESETS_IN_A_ROW
 from fraudcore.errors import (
@@ -24,7 +24,7 @@ from fraudcore.errors import (
 )
 from fraudcore.kafka.types import Committed, Record, TopicPartition
 from fraudcore.runtime import StopFlag
-from tests.fakes import HANG, REBALANCE, FakeClock, FakeConsumer, FakeProducer
+from tests.fakes import HANG, REBALANCE, Assign, FakeClock, FakeConsumer, FakeProducer
 from tests.samples import tutorial_record
 
 INPUT = "in"
@@ -334,3 +334,75 @@ def test_a_send_refused_after_kafka_python_left_a_fenced_transaction_stops(
         feed(consumer, made)
     assert "commit_transaction" not in producers[0].calls
     assert "abort_transaction" not in producers[0].calls
+
+
+# --- one owner per batch, and partitions restored one by one
+
+
+def committed_totals(made: Detector) -> dict[str, float]:
+    registry = made.metrics.registry
+    return {
+        verdict: registry.get_sample_value(
+            "fraud_detector_transactions_total", {"verdict": verdict}
+        )
+        or 0.0
+        for verdict in ("legit", "fraud", "invalid")
+    }
+
+
+@pytest.mark.parametrize("guarantee", ["exactly_once", "at_least_once"])
+def test_the_stats_line_counts_what_committed_as_the_metrics_do(
+    producers: list[FakeProducer], guarantee: str
+) -> None:
+    """A batch that aborts is read and counted again: counted at routing time, the stats line
+    would count it twice."""
+    producers += [FakeProducer(fail_sends=RetriableClientError("delivery timed out"))]
+    made, consumer = detector(producers[0], [], guarantee)
+    feed(consumer, made)
+    made.commit()  # fails: aborted (exactly_once) or rewound (at_least_once)
+    assert dict(made.stats.totals) == {}
+    assert committed_totals(made) == {"legit": 0, "fraud": 0, "invalid": 0}
+    producers[0].fail_sends = None
+    feed(consumer, made)
+    made.commit()
+    assert made.stats.totals["legit"] == 3
+    stats = {name: float(made.stats.totals[name]) for name in ("legit", "fraud", "invalid")}
+    assert stats == committed_totals(made) == {"legit": 3, "fraud": 0, "invalid": 0}
+
+
+def test_a_new_partition_is_restored_while_the_others_records_are_processed(
+    producers: list[FakeProducer],
+) -> None:
+    """Assigned mid-stream, a partition is paused and sought to its commit; the same poll's
+    records of partitions already active are processed, and the new one's read from its
+    commit."""
+    producers.append(FakeProducer())
+    made, consumer = detector(producers[0], [])
+    new = TopicPartition(INPUT, 3)
+    consumer.commits[new] = Committed(4)
+    consumer.polls += [Assign(new), {TPS[0]: [rec(10)], new: [rec(9, partition=3)]}]
+    made.poll_once()
+    assert consumer.positions == {new: 4}  # restored at its commit; TPS[0] left as it was
+    assert producers[0].calls.count("send") == 1  # offset 10 of TPS[0]; new's 9 is read again
+    assert consumer.paused == set()  # resumed once restored
+    assert made.partitions[new] is PartitionState.ACTIVE
+    consumer.polls.append({new: [rec(4, partition=3)]})
+    made.poll_once()
+    assert producers[0].calls.count("send") == 2
+
+
+def test_a_partition_is_paused_while_it_is_restored(producers: list[FakeProducer]) -> None:
+    producers.append(FakeProducer())
+    made, consumer = detector(producers[0], [])
+    paused_during: list[set[TopicPartition]] = []
+    committed = consumer.committed
+
+    def looking(tp: TopicPartition) -> Committed | None:
+        paused_during.append(set(consumer.paused))
+        return committed(tp)
+
+    consumer.committed = looking  # type: ignore[method-assign]
+    new = TopicPartition(INPUT, 3)
+    consumer.polls.append(Assign(new))
+    made.poll_once()
+    assert paused_during == [{new}]

@@ -22,7 +22,7 @@ from kafka.errors import (
 from fraudcore.config import CommonSettings
 from fraudcore.core.topics import TopicSpec
 from fraudcore.errors import BrokerUnavailableError, ClientError, KafkaSecurityError
-from fraudcore.kafka.kafka_python.clients import client_options, mapped
+from fraudcore.kafka.kafka_python.clients import client_options, mapped, to_kafka
 from fraudcore.kafka.kafka_python.errors import client_error
 from fraudcore.kafka.kafka_python.login import check_login, fail_if_broker_expects_tls
 from fraudcore.kafka.types import TopicPartition
@@ -55,7 +55,8 @@ class Admin:
     def committed_offsets(
         self, group: str, tps: Sequence[TopicPartition]
     ) -> dict[TopicPartition, int | None]:
-        found = mapped(lambda: self.client.list_group_offsets({group: list(tps)}).get(group, {}))
+        wanted = {group: [to_kafka(tp) for tp in tps]}
+        found = mapped(lambda: self.client.list_group_offsets(wanted).get(group, {}))
         return {
             TopicPartition(tp.topic, tp.partition): meta.offset if meta.offset >= 0 else None
             for tp, meta in found.items()

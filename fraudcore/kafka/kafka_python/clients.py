@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from kafka.errors import KafkaError, KafkaTimeoutError
 from kafka.structs import OffsetAndMetadata
+from kafka.structs import TopicPartition as KafkaTopicPartition
 
 from fraudcore.config import CommonSettings
 from fraudcore.errors import BufferFullError, ClientError, KafkaSecurityError
@@ -77,6 +78,17 @@ def fetch_options(max_record_bytes: int) -> dict[str, Any]:
     }
 
 
+def to_kafka(tp: TopicPartition) -> KafkaTopicPartition:
+    """kafka-python checks that partitions are its own namedtuple, not just equal tuples."""
+    return KafkaTopicPartition(tp.topic, tp.partition)
+
+
+def offsets_to_kafka(
+    offsets: Mapping[TopicPartition, Committed],
+) -> dict[KafkaTopicPartition, OffsetAndMetadata]:
+    return {to_kafka(tp): OffsetAndMetadata(c.offset, c.metadata, -1) for tp, c in offsets.items()}
+
+
 def mapped(call: Callable[[], T]) -> T:
     """Run a kafka-python call, its errors mapped onto the project's."""
     try:
@@ -137,33 +149,34 @@ class Consumer:
         return {TopicPartition(tp.topic, tp.partition) for tp in self.client.assignment()}
 
     def committed(self, tp: TopicPartition) -> Committed | None:
-        found = mapped(lambda: self.client.committed(tp, metadata=True))
+        found = mapped(lambda: self.client.committed(to_kafka(tp), metadata=True))
         return None if found is None else Committed(found.offset, found.metadata or "")
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
-        self.client.seek(tp, offset)
+        self.client.seek(to_kafka(tp), offset)
 
     def seek_to_beginning(self, tp: TopicPartition) -> None:
-        self.client.seek_to_beginning(tp)
+        self.client.seek_to_beginning(to_kafka(tp))
 
     def pause(self, partitions: Iterable[TopicPartition]) -> None:
-        self.client.pause(*partitions)
+        self.client.pause(*map(to_kafka, partitions))
 
     def resume(self, partitions: Iterable[TopicPartition]) -> None:
-        self.client.resume(*partitions)
+        self.client.resume(*map(to_kafka, partitions))
 
     def group_metadata(self) -> object:
         return self.client.group_metadata()
 
     def commit(self, offsets: Mapping[TopicPartition, Committed]) -> None:
-        kept = {tp: OffsetAndMetadata(c.offset, c.metadata, -1) for tp, c in offsets.items()}
+        kept = offsets_to_kafka(offsets)
         mapped(lambda: self.client.commit(kept))
 
     def lag(self, tp: TopicPartition) -> int | None:
-        highwater = self.client.highwater(tp)
+        partition = to_kafka(tp)
+        highwater = self.client.highwater(partition)
         if highwater is None:
             return None
-        position = mapped(lambda: self.client.position(tp, timeout_ms=50))
+        position = mapped(lambda: self.client.position(partition, timeout_ms=50))
         return None if position is None else max(0, highwater - position)
 
     def close(self) -> None:
@@ -228,7 +241,7 @@ class Producer:
     def send_offsets_to_transaction(
         self, offsets: Mapping[TopicPartition, Committed], group: object, seconds: float
     ) -> None:
-        kept = {tp: OffsetAndMetadata(c.offset, c.metadata, -1) for tp, c in offsets.items()}
+        kept = offsets_to_kafka(offsets)
         call = self.client.send_offsets_to_transaction
         self._bounded(lambda: call(kept, group), seconds, "send_offsets_to_transaction")
 

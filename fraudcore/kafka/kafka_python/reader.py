@@ -8,7 +8,7 @@ from typing import Any
 
 from fraudcore.config import CommonSettings
 from fraudcore.core.topics import DEAD_LETTER_MAX_MESSAGE_BYTES
-from fraudcore.kafka.kafka_python.clients import client_options, fetch_options, mapped
+from fraudcore.kafka.kafka_python.clients import client_options, fetch_options, mapped, to_kafka
 from fraudcore.kafka.types import ConsumedRecord, TopicPartition
 from kafka import KafkaConsumer
 
@@ -49,37 +49,41 @@ class Reader:
         return [TopicPartition(topic, p) for p in sorted(found)]
 
     def beginning_offsets(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
-        found = mapped(lambda: self._consumer.beginning_offsets(list(tps)))
+        found = mapped(lambda: self._consumer.beginning_offsets(list(map(to_kafka, tps))))
         return {TopicPartition(*tp): offset for tp, offset in found.items()}
 
     def end_offsets(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
-        found = mapped(lambda: self._consumer.end_offsets(list(tps)))
+        found = mapped(lambda: self._consumer.end_offsets(list(map(to_kafka, tps))))
         return {TopicPartition(*tp): offset for tp, offset in found.items()}
 
     def offsets_for_times(
         self, times_ms: Mapping[TopicPartition, int]
     ) -> dict[TopicPartition, int | None]:
-        found = mapped(lambda: self._consumer.offsets_for_times(dict(times_ms)))
+        found = mapped(
+            lambda: self._consumer.offsets_for_times(
+                {to_kafka(tp): t for tp, t in times_ms.items()}
+            )
+        )
         return {TopicPartition(*tp): None if at is None else at.offset for tp, at in found.items()}
 
     def assign(self, tps: Sequence[TopicPartition]) -> None:
-        self._consumer.assign(list(tps))
+        self._consumer.assign(list(map(to_kafka, tps)))
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
-        self._consumer.seek(tp, offset)
+        self._consumer.seek(to_kafka(tp), offset)
 
     def seek_to_beginning(self, tps: Sequence[TopicPartition]) -> None:
-        self._consumer.seek_to_beginning(*tps)
+        self._consumer.seek_to_beginning(*map(to_kafka, tps))
 
     def position(self, tp: TopicPartition) -> int:
-        position: int = mapped(lambda: self._consumer.position(tp))
+        position: int = mapped(lambda: self._consumer.position(to_kafka(tp)))
         return position
 
     def pause(self, tps: Sequence[TopicPartition]) -> None:
-        self._consumer.pause(*tps)
+        self._consumer.pause(*map(to_kafka, tps))
 
     def resume(self, tps: Sequence[TopicPartition]) -> None:
-        self._consumer.resume(*tps)
+        self._consumer.resume(*map(to_kafka, tps))
 
     def poll(self, timeout_ms: int) -> Mapping[TopicPartition, Sequence[ConsumedRecord]]:
         records: Mapping[TopicPartition, Sequence[ConsumedRecord]] = mapped(

@@ -1,0 +1,213 @@
+"""The Kafka port's contract (fraudcore/kafka/ports.py), held against every adapter on the real
+broker: poll batches, committed positions with metadata, transactions with offsets, abort,
+fencing, delivery counts and failures, and a rebalance callback's error coming out of poll()
+as it was raised. The independent checker is kafka-python itself (tests/kafka_helpers.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from fraudcore.config import CommonSettings
+from fraudcore.errors import ClientError, FencedError
+from fraudcore.kafka.kafka_python import KafkaPythonDriver
+from fraudcore.kafka.ports import Consumer, Driver, GroupConsumerConfig, Producer, ProducerConfig
+from fraudcore.kafka.reading import PartitionReader
+from fraudcore.kafka.types import Committed, Fetched, TopicPartition
+from tests.kafka_helpers import consume, create_topic, produce, unique_name, wait_until
+
+pytestmark = pytest.mark.integration
+
+DRIVERS: list[Driver] = [KafkaPythonDriver()]
+
+
+@pytest.fixture(params=DRIVERS, ids=lambda driver: driver.name)
+def driver(request: pytest.FixtureRequest) -> Driver:
+    made: Driver = request.param
+    return made
+
+
+@pytest.fixture
+def settings(bootstrap: str) -> CommonSettings:
+    return CommonSettings(kafka_broker_url=bootstrap)
+
+
+@pytest.fixture
+def topic(bootstrap: str) -> str:
+    name = unique_name("contract")
+    create_topic(bootstrap, name, partitions=2)
+    return name
+
+
+def group_member(
+    driver: Driver, settings: CommonSettings, group: str, max_poll_records: int = 500
+) -> Consumer:
+    config = GroupConsumerConfig(
+        group, session_timeout_ms=10_000, max_poll_records=max_poll_records
+    )
+    return driver.consumer(settings, "contract", config)
+
+
+def poll_until(consumer: Consumer, count: int, timeout: float = 30) -> list[Fetched]:
+    polls: list[Fetched] = []
+
+    def enough() -> bool:
+        polls.append(consumer.poll(timeout_ms=200))
+        return sum(len(fetched) for fetched in polls) >= count
+
+    wait_until(enough, timeout, f"{count} records polled", interval=0)
+    return polls
+
+
+@pytest.fixture
+def transactional(driver: Driver, settings: CommonSettings) -> Iterator[Producer]:
+    producer = driver.producer(
+        settings, "contract", ProducerConfig(transactional_id=unique_name("contract-tx"))
+    )
+    yield producer
+    producer.discard()
+
+
+def test_a_poll_returns_batches_by_partition_and_says_when_it_is_full(
+    driver: Driver, settings: CommonSettings, bootstrap: str, topic: str
+) -> None:
+    produce(bootstrap, topic, [(f"k{n}".encode(), f"v{n}".encode()) for n in range(40)])
+    consumer = group_member(driver, settings, unique_name("g"), max_poll_records=7)
+    assigned: list[set[TopicPartition]] = []
+    consumer.subscribe(topic, lambda _revoked: None, assigned.append)
+    try:
+        polls = poll_until(consumer, 40)
+        records = [r for fetched in polls for batch in fetched.records.values() for r in batch]
+        assert sorted(r.value or b"" for r in records) == sorted(
+            f"v{n}".encode() for n in range(40)
+        )
+        for fetched in polls:
+            assert len(fetched) <= 7
+            assert fetched.full == (len(fetched) == 7)
+            for tp, batch in fetched.records.items():
+                assert {(r.topic, r.partition) for r in batch} == {tp}
+                offsets = [r.offset for r in batch]
+                assert offsets == sorted(offsets)
+        assert assigned == [{TopicPartition(topic, 0), TopicPartition(topic, 1)}]
+        assert consumer.assignment() == assigned[0]
+    finally:
+        consumer.close()
+
+
+def test_a_committed_position_keeps_its_metadata(
+    driver: Driver, settings: CommonSettings, topic: str
+) -> None:
+    group, tp = unique_name("g"), TopicPartition(topic, 0)
+    consumer = group_member(driver, settings, group)
+    consumer.subscribe(topic, lambda _revoked: None, lambda _assigned: None)
+    try:
+        wait_until(lambda: consumer.poll(200) is not None and bool(consumer.assignment()), 30,
+                   "an assignment")  # fmt: skip
+        assert consumer.committed(tp) is None
+        consumer.commit({tp: Committed(5, "velocity/1 3 10000")})
+        assert consumer.committed(tp) == Committed(5, "velocity/1 3 10000")
+    finally:
+        consumer.close()
+
+
+def test_a_transaction_commits_outputs_and_offsets_together_and_an_abort_leaves_none(
+    driver: Driver, settings: CommonSettings, bootstrap: str, topic: str, transactional: Producer
+) -> None:
+    out = unique_name("contract-out")
+    create_topic(bootstrap, out, partitions=1)
+    produce(bootstrap, topic, [(b"k", b"in")])
+    group, tp = unique_name("g"), TopicPartition(topic, 0)
+    consumer = group_member(driver, settings, group)
+    consumer.subscribe(topic, lambda _revoked: None, lambda _assigned: None)
+    try:
+        poll_until(consumer, 1)
+        transactional.begin_transaction()
+        assert transactional.send([(out, b"k", b"aborted", None)]) == 1
+        transactional.abort_transaction(10)
+        aborted = transactional.deliveries()  # an aborted record is not delivered
+        assert (aborted.acknowledged, aborted.failed) == (0, 1)
+        transactional.begin_transaction()
+        transactional.send([(out, b"k", b"committed", [("h", b"1")])])
+        offsets = {tp: Committed(1, "meta"), TopicPartition(topic, 1): Committed(0, "")}
+        transactional.send_offsets_to_transaction(offsets, consumer.group_metadata(), 10)
+        transactional.flush(10)
+        assert transactional.deliveries() == (1, 0, None)
+        transactional.commit_transaction(10)
+        seen = consume(bootstrap, [out], expected=1, settle=1.0)
+        assert [(r.value, list(r.headers)) for r in seen] == [(b"committed", [("h", b"1")])]
+        assert consumer.committed(tp) == Committed(1, "meta")
+    finally:
+        consumer.close()
+
+
+def test_a_newer_producer_with_the_same_transactional_id_fences_the_older(
+    driver: Driver, settings: CommonSettings, topic: str
+) -> None:
+    config = ProducerConfig(transactional_id=unique_name("contract-twin"))
+    older = driver.producer(settings, "contract", config)
+    try:
+        older.begin_transaction()
+        older.send([(topic, b"k", b"v", None)])
+        older.flush(10)
+        newer = driver.producer(settings, "contract", config)
+        try:
+            with pytest.raises(FencedError):
+                older.commit_transaction(10)
+        finally:
+            newer.discard()
+    finally:
+        older.discard()
+
+
+def test_a_record_the_broker_refuses_is_a_counted_delivery_failure(
+    driver: Driver, settings: CommonSettings, bootstrap: str, topic: str
+) -> None:
+    producer = driver.producer(settings, "contract", ProducerConfig(max_request_bytes=4_000_000))
+    try:
+        sent = producer.send([(topic, b"k", b"small", None), (topic, b"k", b"x" * 3_000_000, None)])
+        assert sent == 2
+        producer.flush(30)
+        answered = producer.deliveries()
+        assert (answered.acknowledged, answered.failed) == (1, 1)
+        assert isinstance(answered.first_failure, ClientError)
+        assert producer.deliveries() == (0, 0, None)  # told once
+    finally:
+        producer.close(5)
+
+
+class ListenerFailedError(Exception):
+    pass
+
+
+def test_what_a_rebalance_callback_raises_comes_out_of_poll_as_it_is(
+    driver: Driver, settings: CommonSettings, topic: str
+) -> None:
+    consumer = group_member(driver, settings, unique_name("g"))
+
+    def refuse(_assigned: set[TopicPartition]) -> None:
+        raise ListenerFailedError("refused")
+
+    consumer.subscribe(topic, lambda _revoked: None, refuse)
+    try:
+        with pytest.raises(ListenerFailedError, match="refused"):
+            wait_until(lambda: consumer.poll(200) is None, 30, "the callback's error")
+    finally:
+        consumer.close()
+
+
+def test_a_reader_reads_a_range_of_committed_records(
+    driver: Driver, settings: CommonSettings, bootstrap: str, topic: str
+) -> None:
+    produce(bootstrap, topic, [(b"same-key", f"v{n}".encode()) for n in range(10)])
+    reader = PartitionReader(driver.reader(settings, "contract-reader"))
+    try:
+        for tp in (TopicPartition(topic, 0), TopicPartition(topic, 1)):
+            got = [r.value for r in reader.read(tp, 2, 6, timeout=30)]
+            if got:
+                assert got == [f"v{n}".encode() for n in range(2, 6)]
+                break
+        else:
+            pytest.fail("no partition held the records")
+    finally:
+        reader.close()
