@@ -164,16 +164,18 @@ class Detector:
     def _process(self, batches: Mapping[TopicPartition, Sequence[ConsumedRecord]]) -> None:
         """Classify and send each record, into the open batch (a new one if none is open)."""
         checkpoint = self._checkpoint
+        opening = checkpoint is None
+        if checkpoint is None:
+            checkpoint = self._checkpoint = Checkpoint(
+                self.producer,
+                self.consumer,
+                transactional=self._exactly_once,
+                timeout=self._transaction_timeout,
+                observers=self._observers,
+                clock=self._clock,
+            )
         try:
-            if checkpoint is None:
-                checkpoint = self._checkpoint = Checkpoint(
-                    self.producer,
-                    self.consumer,
-                    transactional=self._exactly_once,
-                    timeout=self._transaction_timeout,
-                    observers=self._observers,
-                    clock=self._clock,
-                )
+            if opening:
                 checkpoint.begin()
             windows = self.windows
             for tp, records in batches.items():
@@ -219,23 +221,22 @@ class Detector:
             self._replaced_in_a_row = 0
 
     def _apply_plan(
-        self, checkpoint: Checkpoint | None, exc: ClientError, *, inside_poll: bool = False
+        self, checkpoint: Checkpoint, exc: ClientError, *, inside_poll: bool = False
     ) -> None:
         """Carry out the error plan for a failed batch; its input is then read again.
 
         Fencing is never a path to commit: a fenced producer's transaction is left to the
         broker, which has aborted it already, and the producer is not used again.
         """
-        young = checkpoint is None or checkpoint.age() < self._transaction_timeout
-        if checkpoint is not None:
-            exc = checkpoint.cause(exc)
+        young = checkpoint.age() < self._transaction_timeout
+        exc = checkpoint.cause(exc)
         todo = self._plan(exc, Step.BATCH, young=young)
         if todo.stop:
             self._abandon(checkpoint)
             raise FatalDetectorError(self._describe_stop(exc, todo))
         what = "abort" if todo.abort else "replace"
         log.warning("batch failed (%s), reprocessing its input: %s", what, exc)
-        if todo.abort and checkpoint is not None and checkpoint.state is BatchState.FAILED:
+        if todo.abort:
             try:
                 checkpoint.abort()
             except ClientError as abort_exc:
@@ -264,8 +265,8 @@ class Detector:
         )
 
     @staticmethod
-    def _abandon(checkpoint: Checkpoint | None) -> None:
-        if checkpoint is not None and checkpoint.state is BatchState.FAILED:
+    def _abandon(checkpoint: Checkpoint) -> None:
+        if checkpoint.state is BatchState.FAILED:
             checkpoint.abandon()
 
     def _describe_stop(self, exc: ClientError, todo: Plan | None = None) -> str:
