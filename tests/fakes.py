@@ -43,6 +43,14 @@ HANG = "hang"  # in FakeProducer's `fail`: the call does not return within its d
 REBALANCE = "rebalance"  # in FakeConsumer.polls: every partition revoked, then assigned again
 
 
+class Revoke:
+    """In FakeConsumer.polls: these partitions are taken away (incrementally, the others stay
+    assigned with their positions), then the poll goes on."""
+
+    def __init__(self, *partitions: TopicPartition) -> None:
+        self.partitions = set(partitions)
+
+
 class Assign:
     """In FakeConsumer.polls: these partitions are added to the assignment (incrementally, as a
     cooperative rebalance does), then the poll goes on."""
@@ -79,6 +87,11 @@ class FakeConsumer:
         if not self._joined:
             self._joined = True
             self._on_assigned(set(self.partitions))
+        if self.polls and isinstance(self.polls[0], Revoke):
+            revoke = self.polls.pop(0)
+            assert isinstance(revoke, Revoke)
+            self._on_revoked(revoke.partitions)
+            self.partitions = [tp for tp in self.partitions if tp not in revoke.partitions]
         if self.polls and isinstance(self.polls[0], Assign):
             assign = self.polls.pop(0)
             assert isinstance(assign, Assign)

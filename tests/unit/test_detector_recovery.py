@@ -24,7 +24,7 @@ from fraudcore.errors import (
 )
 from fraudcore.kafka.types import Committed, Record, TopicPartition
 from fraudcore.runtime import StopFlag
-from tests.fakes import HANG, REBALANCE, Assign, FakeClock, FakeConsumer, FakeProducer
+from tests.fakes import HANG, REBALANCE, Assign, FakeClock, FakeConsumer, FakeProducer, Revoke
 from tests.samples import tutorial_record
 
 INPUT = "in"
@@ -406,3 +406,21 @@ def test_a_partition_is_paused_while_it_is_restored(producers: list[FakeProducer
     consumer.polls.append(Assign(new))
     made.poll_once()
     assert paused_during == [{new}]
+
+
+def test_a_failed_commit_when_one_partition_goes_rewinds_those_that_stay(
+    producers: list[FakeProducer],
+) -> None:
+    """Incremental revocation: the partitions that stay keep their positions in the client, past
+    the committed offsets of the batch that failed; they are rewound before the poll's records
+    for them are processed."""
+    producers.append(FakeProducer(commit_transaction=RetriableClientError("timeout")))
+    made, consumer = detector(producers[0], [])
+    feed(consumer, made)
+    consumer.polls += [Revoke(TPS[2]), {TPS[0]: [rec(12)]}]
+    made.poll_once()
+    assert producers[0].calls[-2:] == ["commit_transaction", "abort_transaction"]
+    assert producers[0].calls.count("send") == 3  # offset 12 was dropped, not sent
+    assert consumer.positions == {TPS[0]: 10, TPS[1]: 0}
+    assert set(made.partitions) == {TPS[0], TPS[1]}
+    assert made._checkpoint is None
