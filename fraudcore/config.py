@@ -16,6 +16,12 @@ from fraudcore.security import KafkaSecuritySettings, is_secret
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 LogFormat = Literal["human", "json"]
+# The Kafka client library behind the port (fraudcore/kafka/): kafka-python, or confluent-kafka
+# (librdkafka).
+KafkaClient = Literal["kafka-python", "confluent"]
+# How a consumer group hands out partitions on the confluent client: cooperative (incremental,
+# only what moves is revoked) or eager (all revoked, as kafka-python always does).
+KafkaAssignment = Literal["cooperative", "eager"]
 
 
 class SettingsError(ValueError):
@@ -36,6 +42,8 @@ class CommonSettings(KafkaSecuritySettings):
     )
     transactions_topic: str = Field(topics.TRANSACTIONS_TOPIC, min_length=1)
     transactions_topic_partitions: PositiveInt = topics.PARTITIONS
+    kafka_client: KafkaClient = "kafka-python"
+    kafka_assignment: KafkaAssignment = "cooperative"
     broker_wait_seconds: PositiveFloat = 60.0
     stats_interval_seconds: PositiveFloat = 5.0
     log_level: LogLevel = "INFO"

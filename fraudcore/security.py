@@ -224,6 +224,18 @@ class KafkaSecuritySettings(BaseSettings):
         return self._sasl_password
 
     @property
+    def principal(self) -> str:
+        """Who the broker sees, for messages: the SASL user, else this client."""
+        if self.uses_sasl and self.kafka_sasl_username:
+            return f"user {self.kafka_sasl_username!r}"
+        return "this client"
+
+    @property
+    def ssl_key_password(self) -> SecretStr | None:
+        """KAFKA_SSL_KEY_PASSWORD, or the content of KAFKA_SSL_KEY_PASSWORD_FILE."""
+        return self._ssl_key_password
+
+    @property
     def ssl_context(self) -> ssl.SSLContext | None:
         """The TLS client context (CA, client certificate), built once; None without TLS."""
         return self._ssl_context

@@ -10,9 +10,12 @@ from fraudcore.kafka.ports import Driver
 
 
 def driver(settings: CommonSettings) -> Driver:
-    """The client library's driver. Imported here, on first use, so that only the chosen
-    library is loaded."""
-    del settings  # one client library so far: kafka-python
+    """The driver of KAFKA_CLIENT's library. Imported here, on first use, so that only the
+    chosen library is loaded."""
+    if settings.kafka_client == "confluent":
+        from fraudcore.kafka.confluent import ConfluentDriver  # noqa: PLC0415
+
+        return ConfluentDriver()
     from fraudcore.kafka.kafka_python import KafkaPythonDriver  # noqa: PLC0415
 
     return KafkaPythonDriver()

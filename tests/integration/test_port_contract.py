@@ -11,6 +11,7 @@ import pytest
 
 from fraudcore.config import CommonSettings
 from fraudcore.errors import ClientError, FencedError
+from fraudcore.kafka.confluent import ConfluentDriver
 from fraudcore.kafka.kafka_python import KafkaPythonDriver
 from fraudcore.kafka.ports import Consumer, Driver, GroupConsumerConfig, Producer, ProducerConfig
 from fraudcore.kafka.reading import PartitionReader
@@ -19,7 +20,7 @@ from tests.kafka_helpers import consume, create_topic, produce, unique_name, wai
 
 pytestmark = pytest.mark.integration
 
-DRIVERS: list[Driver] = [KafkaPythonDriver()]
+DRIVERS: list[Driver] = [KafkaPythonDriver(), ConfluentDriver()]
 
 
 @pytest.fixture(params=DRIVERS, ids=lambda driver: driver.name)

@@ -16,7 +16,7 @@ QUARANTINE = [KAFKA_PYTHON / "workarounds.py", KAFKA_PYTHON / "login.py"]
 SOURCES = ["fraudcore", "generator", "detector", "dashboard", "bench", "devtools"]
 # The top-level names of the Kafka client libraries; only their adapter packages import them.
 CLIENT_LIBRARIES = {"kafka", "confluent_kafka", "aiokafka"}
-ADAPTER_OF = {"kafka": KAFKA_PYTHON}
+ADAPTER_OF = {"kafka": KAFKA_PYTHON, "confluent_kafka": ADAPTERS / "confluent"}
 SERVICES = ["fraudcore", "generator", "detector", "dashboard", "devtools"]
 MAX_LINES = 400
 

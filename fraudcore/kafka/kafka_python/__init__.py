@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from fraudcore.config import CommonSettings
 from fraudcore.errors import ClientError, KafkaSecurityError
+from fraudcore.kafka import waiting
 from fraudcore.kafka.kafka_python import clients, errors, workarounds
-from fraudcore.kafka.kafka_python.admin import Admin, Probe, wait_for_broker
+from fraudcore.kafka.kafka_python.admin import Admin, Probe, connect
 from fraudcore.kafka.kafka_python.reader import Reader
 from fraudcore.kafka.ports import GroupConsumerConfig, ProducerConfig
 from fraudcore.runtime import StopFlag
@@ -53,7 +54,9 @@ class KafkaPythonDriver:
     def wait_for_broker(
         self, settings: CommonSettings, stop: StopFlag, client_id: str
     ) -> Admin | None:
-        return wait_for_broker(settings, stop, client_id)
+        return waiting.wait_for_broker(
+            settings, stop, client_id, lambda seconds: connect(settings, client_id, seconds)
+        )
 
     def admin(self, settings: CommonSettings, client_id: str, timeout_ms: int) -> Admin:
         return Admin(settings, client_id, request_timeout_ms=timeout_ms)

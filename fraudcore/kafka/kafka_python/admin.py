@@ -6,7 +6,6 @@ services, on an admin client.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 from types import TracebackType
 
@@ -21,18 +20,13 @@ from kafka.errors import (
 
 from fraudcore.config import CommonSettings
 from fraudcore.core.topics import TopicSpec
-from fraudcore.errors import BrokerUnavailableError, ClientError, KafkaSecurityError
+from fraudcore.kafka.access import check_operations, refused_create, refused_topic
 from fraudcore.kafka.kafka_python.clients import client_options, mapped, to_kafka
 from fraudcore.kafka.kafka_python.errors import client_error
-from fraudcore.kafka.kafka_python.login import check_login, fail_if_broker_expects_tls
 from fraudcore.kafka.types import TopicPartition
-from fraudcore.runtime import StopFlag
 from kafka import KafkaAdminClient
 
 log = logging.getLogger(__name__)
-
-# Longest single connection attempt while waiting for the broker (bounded by what is left).
-ATTEMPT_SECONDS = 10.0
 
 
 class Admin:
@@ -77,55 +71,17 @@ class Admin:
         self.close()
 
 
-def wait_for_broker(settings: CommonSettings, stop: StopFlag, client_id: str) -> Admin | None:
-    """Return an admin client once the broker answers; None if asked to stop while waiting.
-
-    Bounded by BROKER_WAIT_SECONDS and logged once per attempt, so a missing broker shows up
-    as a clear message and an exit instead of a crash loop. A refusal (wrong credentials,
-    untrusted certificate, protocol mismatch) raises KafkaSecurityError at once, never retried.
-    """
-    deadline = time.monotonic() + settings.broker_wait_seconds
-    secured = settings.kafka_security_protocol != "PLAINTEXT"
-    attempt = 0
-    while not stop.is_set():
-        attempt += 1
-        budget = max(1.0, min(ATTEMPT_SECONDS, deadline - time.monotonic()))
-        admin: Admin | None = None
-        try:
-            if secured:
-                check_login(settings, client_id, timeout=budget)
-            admin = Admin(
-                settings,
-                client_id,
-                request_timeout_ms=5000,
-                bootstrap_timeout_ms=int(budget * 1000),
-            )
-            admin.describe_cluster()
-        except (ClientError, OSError) as error:
-            exc = error.cause if isinstance(error, ClientError) and error.cause else error
-            if admin is not None:
-                admin.close()
-            if not secured:
-                fail_if_broker_expects_tls(settings, budget)
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise BrokerUnavailableError(
-                    f"no Kafka broker answered at {settings.kafka_broker_url} within "
-                    f"{settings.broker_wait_seconds:g}s (last error: {exc!r}); "
-                    "check KAFKA_BROKER_URL and that the broker is up"
-                ) from None
-            log.warning(
-                "waiting for Kafka broker at %s (attempt %d, %.0fs left): %s",
-                settings.kafka_broker_url,
-                attempt,
-                left,
-                type(exc).__name__,
-            )
-            stop.wait(min(2.0, left))
-        else:
-            log.info("connected to Kafka broker at %s", settings.kafka_broker_url)
-            return admin
-    return None
+def connect(settings: CommonSettings, client_id: str, seconds: float) -> Admin:
+    """An admin client the broker has answered within `seconds` (fraudcore/kafka/waiting.py)."""
+    admin = Admin(
+        settings, client_id, request_timeout_ms=5000, bootstrap_timeout_ms=int(seconds * 1000)
+    )
+    try:
+        admin.describe_cluster()
+    except BaseException:
+        admin.close()
+        raise
+    return admin
 
 
 def _admin_principal(admin: KafkaAdminClient) -> str:
@@ -157,11 +113,7 @@ def ensure_topics(admin: KafkaAdminClient, topics: list[TopicSpec]) -> None:
             if error is NoError:
                 log.info("created topic %s", name)
             elif error in (TopicAuthorizationFailedError, ClusterAuthorizationFailedError):
-                who = _admin_principal(admin)
-                raise KafkaSecurityError(
-                    f"topic {name} is missing (or {who} may not see it) and {who} is not "
-                    f"authorized to create it: have an admin create it and grant the ACLs"
-                )
+                raise refused_create(name, _admin_principal(admin))
             elif error is not TopicAlreadyExistsError:  # another client may create it meanwhile
                 raise error(f"cannot create topic {name}: {outcome.get('error_message')}")
             ready.append(name)
@@ -183,18 +135,8 @@ def check_topic_access(admin: KafkaAdminClient, topics: list[TopicSpec]) -> None
         name = topic["name"]
         needed = wanted.get(name, ())
         if for_code(topic["error_code"]) is TopicAuthorizationFailedError:
-            verbs = " and ".join(op.lower() for op in needed)
-            raise KafkaSecurityError(f"{who} is not authorized to {verbs} topic {name}")
-        allowed = topic.get("authorized_operations") or []
-        if not allowed:
-            continue  # the broker did not say; the first real request will tell
-        lacking = [op for op in needed if op not in allowed and "ALL" not in allowed]
-        if lacking:
-            verbs = " and ".join(op.lower() for op in lacking)
-            raise KafkaSecurityError(
-                f"{who} is not authorized to {verbs} topic {name} "
-                f"(allowed: {', '.join(sorted(op.lower() for op in allowed))})"
-            )
+            raise refused_topic(name, who, needed)
+        check_operations(name, who, needed, topic.get("authorized_operations") or [])
 
 
 class Probe:

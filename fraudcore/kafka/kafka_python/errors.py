@@ -47,20 +47,13 @@ def client_error(cause: BaseException) -> ClientError:
     return kind(repr(cause), cause)
 
 
-def principal(settings: CommonSettings) -> str:
-    """Who the broker sees, for messages: the SASL user, else this client."""
-    if settings.uses_sasl and settings.kafka_sasl_username:
-        return f"user {settings.kafka_sasl_username!r}"
-    return "this client"
-
-
 def describe_refusal(exc: KafkaSecurityError | ClientError, settings: CommonSettings) -> str:
     """One line for a refusal: a KafkaSecurityError's own, or one for an ACL refusal that
     kafka-python raised (consumer group, transactional id, topic)."""
     cause = exc.cause if isinstance(exc, ClientError) else None
     if not isinstance(cause, AuthorizationError):
         return str(exc)
-    who = principal(settings)
+    who = settings.principal
     detail = " ".join(str(arg) for arg in cause.args if str(arg)).strip()
     if not detail:  # kafka-python often names nothing; the detector's settings do
         if isinstance(cause, TransactionalIdAuthorizationFailedError):

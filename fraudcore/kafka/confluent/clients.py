@@ -1,0 +1,374 @@
+"""The confluent-kafka adapter's group consumer and producer (fraudcore/kafka/ports.py), on
+librdkafka. Everything confluent-specific about them lives here: option names, the message
+objects turned into our records, cooperative rebalancing, delivery reports counted without a
+Python callback per acknowledged record, and the errors mapped onto the project's own.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_INVALID, KafkaException, Message
+from confluent_kafka import Consumer as RdConsumer
+from confluent_kafka import Producer as RdProducer
+from confluent_kafka import TopicPartition as RdTopicPartition
+
+from fraudcore.config import CommonSettings
+from fraudcore.errors import BufferFullError, ClientError, KafkaSecurityError
+from fraudcore.kafka.confluent.errors import client_error
+from fraudcore.kafka.ports import GroupConsumerConfig, PartitionsCallback, ProducerConfig
+from fraudcore.kafka.types import Committed, Deliveries, Fetched, Output, Record, TopicPartition
+
+log = logging.getLogger("confluent_kafka")
+
+PRODUCER_LINGER_MS = 5
+RECONNECT_BACKOFF_MAX_MS = 1000
+# How long a call that asks the broker something (committed offsets, metadata) may take.
+REQUEST_TIMEOUT_SECONDS = 10.0
+# While the producer's queue is full, how long each wait for room lasts.
+ROOM_WAIT_SECONDS = 0.05
+
+T = TypeVar("T")
+
+
+class QuietErrors:
+    """librdkafka's error callback: one line per distinct error per minute, not one per event.
+    During a broker's outage it reports every failed connection attempt."""
+
+    INTERVAL_SECONDS = 60.0
+
+    def __init__(self) -> None:
+        self._last: dict[str, float] = {}
+
+    def __call__(self, error: Any) -> None:
+        text = f"{error.name()}: {error.str()}"
+        now = time.monotonic()
+        if now - self._last.get(text, float("-inf")) >= self.INTERVAL_SECONDS:
+            self._last[text] = now
+            log.warning("librdkafka: %s", text)
+
+
+def client_config(settings: CommonSettings, client_id: str) -> dict[str, Any]:
+    """What every librdkafka client of ours is told: where the broker is, who we are, how we
+    log in, where it logs."""
+    config: dict[str, Any] = {
+        "bootstrap.servers": settings.kafka_broker_url,
+        "client.id": client_id,
+        "reconnect.backoff.max.ms": RECONNECT_BACKOFF_MAX_MS,
+        "logger": log,
+        "error_cb": QuietErrors(),
+    }
+    if settings.kafka_security_protocol == "PLAINTEXT":
+        return config
+    config["security.protocol"] = settings.kafka_security_protocol.lower()
+    if settings.uses_sasl:
+        password = settings.sasl_password
+        if password is None or not settings.kafka_sasl_username:  # settings validation forbids it
+            raise KafkaSecurityError("SASL needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD")
+        config["sasl.mechanism"] = settings.kafka_sasl_mechanism
+        config["sasl.username"] = settings.kafka_sasl_username
+        config["sasl.password"] = password.get_secret_value()
+    if settings.uses_tls:
+        if settings.kafka_ssl_ca_file is not None:
+            config["ssl.ca.location"] = str(settings.kafka_ssl_ca_file)
+        if settings.kafka_ssl_cert_file is not None:
+            config["ssl.certificate.location"] = str(settings.kafka_ssl_cert_file)
+        if settings.kafka_ssl_key_file is not None:
+            config["ssl.key.location"] = str(settings.kafka_ssl_key_file)
+        key_password = settings.ssl_key_password
+        if key_password is not None:
+            config["ssl.key.password"] = key_password.get_secret_value()
+        config["ssl.endpoint.identification.algorithm"] = (
+            "https" if settings.kafka_ssl_check_hostname else "none"
+        )
+    return config
+
+
+def mapped(call: Callable[[], T]) -> T:
+    """Run a confluent-kafka call, its errors mapped onto the project's."""
+    try:
+        return call()
+    except KafkaException as exc:
+        raise client_error(exc) from exc
+
+
+def to_rd(tp: TopicPartition, offset: int | None = None, metadata: str | None = None) -> Any:
+    if offset is None:
+        return RdTopicPartition(tp.topic, tp.partition)
+    if metadata is None:
+        return RdTopicPartition(tp.topic, tp.partition, offset)
+    return RdTopicPartition(tp.topic, tp.partition, offset, metadata=metadata)
+
+
+def offsets_to_rd(offsets: Mapping[TopicPartition, Committed]) -> list[Any]:
+    return [to_rd(tp, c.offset, c.metadata) for tp, c in offsets.items()]
+
+
+def ours(partitions: Iterable[Any]) -> set[TopicPartition]:
+    return {TopicPartition(p.topic, p.partition) for p in partitions}
+
+
+def records_of(messages: Sequence[Message]) -> dict[TopicPartition, list[Record]]:
+    """Messages by partition, in offset order, as our records. A message that carries an
+    error instead of a record raises it."""
+    batches: dict[TopicPartition, list[Record]] = {}
+    for message in messages:
+        error = message.error()
+        if error is not None:
+            raise client_error(KafkaException(error))
+        topic, partition = message.topic(), message.partition()
+        record = Record(
+            topic,
+            partition,
+            message.offset(),
+            message.timestamp()[1],
+            message.key(),
+            message.value(),
+            message.headers(),
+        )
+        batch = batches.get(TopicPartition(topic, partition))
+        if batch is None:
+            batches[TopicPartition(topic, partition)] = [record]
+        else:
+            batch.append(record)
+    return batches
+
+
+class Consumer:
+    """A group member (fraudcore.kafka.ports.Consumer) on a librdkafka consumer."""
+
+    def __init__(self, consumer: RdConsumer, max_poll_records: int) -> None:
+        self.client = consumer
+        self.max_poll_records = max_poll_records
+        self._raised: BaseException | None = None
+
+    def subscribe(
+        self, topic: str, on_revoked: PartitionsCallback, on_assigned: PartitionsCallback
+    ) -> None:
+        def run(callback: PartitionsCallback, partitions: list[Any]) -> None:
+            try:
+                callback(ours(partitions))
+            except BaseException as exc:
+                self._raised = exc  # librdkafka cannot carry it; poll() raises it
+                raise
+
+        self.client.subscribe(
+            [topic],
+            on_assign=lambda _c, partitions: run(on_assigned, partitions),
+            on_revoke=lambda _c, partitions: run(on_revoked, partitions),
+            # Lost (the session timed out): gone as if revoked; the commit then fails.
+            on_lost=lambda _c, partitions: run(on_revoked, partitions),
+        )
+
+    def poll(self, timeout_ms: int) -> Fetched:
+        try:
+            messages = self.client.consume(self.max_poll_records, timeout_ms / 1000)
+        except BaseException as exc:
+            raised, self._raised = self._raised, None
+            if raised is not None:
+                raise raised from None
+            if isinstance(exc, KafkaException):
+                raise client_error(exc) from exc
+            raise
+        raised, self._raised = self._raised, None
+        if raised is not None:
+            raise raised
+        return Fetched(records_of(messages), full=len(messages) >= self.max_poll_records)
+
+    def assignment(self) -> set[TopicPartition]:
+        return ours(self.client.assignment())
+
+    def committed(self, tp: TopicPartition) -> Committed | None:
+        found = mapped(lambda: self.client.committed([to_rd(tp)], REQUEST_TIMEOUT_SECONDS))[0]
+        if found.error is not None:
+            raise client_error(KafkaException(found.error))
+        if found.offset < 0:
+            return None
+        return Committed(found.offset, found.metadata or "")
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        mapped(lambda: self.client.seek(to_rd(tp, offset)))
+
+    def seek_to_beginning(self, tp: TopicPartition) -> None:
+        mapped(lambda: self.client.seek(to_rd(tp, OFFSET_BEGINNING)))
+
+    def pause(self, partitions: Iterable[TopicPartition]) -> None:
+        mapped(lambda: self.client.pause([to_rd(tp) for tp in partitions]))
+
+    def resume(self, partitions: Iterable[TopicPartition]) -> None:
+        mapped(lambda: self.client.resume([to_rd(tp) for tp in partitions]))
+
+    def group_metadata(self) -> object:
+        return self.client.consumer_group_metadata()
+
+    def commit(self, offsets: Mapping[TopicPartition, Committed]) -> None:
+        kept = offsets_to_rd(offsets)
+        mapped(lambda: self.client.commit(offsets=kept, asynchronous=False))
+
+    def lag(self, tp: TopicPartition) -> int | None:
+        rd = to_rd(tp)
+        _low, high = mapped(lambda: self.client.get_watermark_offsets(rd, cached=True))
+        position = mapped(lambda: self.client.position([rd]))[0].offset
+        if high < 0 or position == OFFSET_INVALID:
+            return None
+        return max(0, int(high) - int(position))
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class Producer:
+    """A producer (fraudcore.kafka.ports.Producer) on a librdkafka producer.
+
+    librdkafka reports only failed deliveries (delivery.report.only.error), so no Python runs
+    per acknowledged record: what was sent, less what failed and what is still queued, was
+    acknowledged, in the order sent.
+    """
+
+    def __init__(self, options: dict[str, Any], max_block_ms: int) -> None:
+        self._max_block = max_block_ms / 1000
+        self._lock = threading.Lock()
+        self._sent = 0  # not yet counted by deliveries()
+        self._failed = 0
+        self._first_failure: BaseException | None = None
+        self.client = mapped(lambda: RdProducer({**options, "on_delivery": self._on_delivery}))
+
+    def _on_delivery(self, error: Any, _message: Any) -> None:
+        """librdkafka's delivery report: only failures come (delivery.report.only.error)."""
+        if error is None:
+            return
+        with self._lock:
+            self._failed += 1
+            if self._first_failure is None:
+                self._first_failure = KafkaException(error)
+
+    def send(self, outputs: Iterable[Output]) -> int:
+        produce, count = self.client.produce, 0
+        try:
+            for topic, key, value, headers in outputs:
+                try:
+                    produce(topic, value, key, headers=headers)
+                except BufferError:
+                    self._wait_for_room(topic, key, value, headers, count)
+                count += 1
+        except KafkaException as exc:
+            raise client_error(exc) from exc
+        finally:
+            self._sent += count
+        self.client.poll(0)  # serve delivery reports that are due
+        return count
+
+    def _wait_for_room(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: Any, count: int
+    ) -> None:
+        """The queue is full: let librdkafka send for up to max_block_ms, as kafka-python's
+        send blocks, then give up with BufferFullError."""
+        deadline = time.monotonic() + self._max_block
+        while True:
+            self.client.poll(ROOM_WAIT_SECONDS)
+            try:
+                self.client.produce(topic, value, key, headers=headers)
+                return
+            except BufferError as exc:
+                if time.monotonic() >= deadline:
+                    raise BufferFullError(count, exc) from exc
+
+    def deliveries(self) -> Deliveries:
+        self.client.poll(0)
+        with self._lock:
+            failed, first = self._failed, self._first_failure
+            self._failed, self._first_failure = 0, None
+        queued = len(self.client)
+        answered = max(0, self._sent - queued)
+        self._sent = queued
+        acknowledged = max(0, answered - failed)
+        return Deliveries(acknowledged, failed, None if first is None else client_error(first))
+
+    def prepare(self, topic: str) -> None:
+        mapped(lambda: self.client.list_topics(topic, timeout=self._max_block))
+
+    def begin_transaction(self) -> None:
+        mapped(self.client.begin_transaction)
+
+    def send_offsets_to_transaction(
+        self, offsets: Mapping[TopicPartition, Committed], group: object, seconds: float
+    ) -> None:
+        kept = offsets_to_rd(offsets)
+        mapped(lambda: self.client.send_offsets_to_transaction(kept, group, seconds))
+
+    def commit_transaction(self, seconds: float) -> None:
+        mapped(lambda: self.client.commit_transaction(seconds))
+
+    def abort_transaction(self, seconds: float) -> None:
+        mapped(lambda: self.client.abort_transaction(seconds))
+
+    def flush(self, seconds: float | None = None) -> None:
+        left = self.client.flush(-1 if seconds is None else seconds)
+        if left:
+            raise client_error(TimeoutError(f"{left} record(s) still unsent after the flush"))
+
+    def close(self, seconds: float) -> None:
+        self.client.flush(seconds)
+
+    def discard(self) -> None:
+        """librdkafka has no close: purge what it holds, and let it go."""
+        try:
+            self.client.purge(in_queue=True, in_flight=True, blocking=False)
+        except KafkaException as exc:
+            log.debug("purge on discard failed: %s", exc)
+
+
+def new_consumer(
+    settings: CommonSettings,
+    client_id: str,
+    config: GroupConsumerConfig,
+    assignment_strategy: str = "cooperative-sticky",
+) -> Consumer:
+    options = {
+        **client_config(settings, client_id),
+        "group.id": config.group_id,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "isolation.level": "read_committed",
+        "session.timeout.ms": config.session_timeout_ms,
+        "heartbeat.interval.ms": min(3000, config.session_timeout_ms // 3),
+        "partition.assignment.strategy": assignment_strategy,
+        "fetch.max.bytes": config.max_record_bytes * 4,
+        "max.partition.fetch.bytes": config.max_record_bytes,
+    }
+    return Consumer(mapped(lambda: RdConsumer(options)), config.max_poll_records)
+
+
+def new_producer(settings: CommonSettings, client_id: str, config: ProducerConfig) -> Producer:
+    """An idempotent producer; a transactional one runs init_transactions() too, which fences
+    an older producer with the same transactional id and aborts what it left open."""
+    options: dict[str, Any] = {
+        **client_config(settings, client_id),
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": PRODUCER_LINGER_MS,
+        "batch.size": config.batch_bytes,
+        "message.max.bytes": config.max_request_bytes,
+        "delivery.timeout.ms": config.delivery_timeout_ms,
+        "delivery.report.only.error": True,
+    }
+    if config.transactional_id is not None:
+        options["transactional.id"] = config.transactional_id
+        options["transaction.timeout.ms"] = config.transaction_timeout_ms
+        # librdkafka: a record may not outlive the transaction it belongs to.
+        options["delivery.timeout.ms"] = min(
+            config.delivery_timeout_ms, config.transaction_timeout_ms
+        )
+    made = Producer(options, config.max_block_ms)
+    if config.transactional_id is not None:
+        try:
+            mapped(lambda: made.client.init_transactions(config.max_block_ms / 1000))
+        except ClientError:
+            made.discard()
+            raise
+    return made
