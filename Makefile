@@ -30,10 +30,10 @@ $(VENV)/.installed: requirements.txt requirements-dashboard.txt requirements-dev
 
 install: $(VENV)/.installed ## create .venv with the pinned packages
 
-jars: ## fetch the Kafka jars from Maven Central (once)
+jars: ## fetch the Kafka jars of kafka/jars.lock from Maven Central, verified (once)
 	@$(BROKER) jars
 
-kafka-up: jars ## start the local broker on localhost:9092 (no-op if it runs; SECURE=1: TLS+SCRAM+ACLs)
+kafka-up: install jars ## start the local broker on localhost:9092 (no-op if it runs; SECURE=1: TLS+SCRAM+ACLs)
 	@$(BROKER) up $(SECURE_FLAG)
 
 kafka-down: ## stop the local broker, keep its data
@@ -46,17 +46,17 @@ kafka-clean: ## stop the local broker and wipe its data
 docker-secrets: ## CA, broker certificate and passwords for docker-compose.*.secure.yml
 	@$(BROKER) secrets --docker
 
-consume: jars ## print TOPIC from the beginning (MAX=n to stop after n records)
+consume: install jars ## print TOPIC from the beginning (MAX=n to stop after n records)
 	@if [[ -z "$(TOPIC)" ]]; then echo "usage: make consume TOPIC=<name> [MAX=<n>]" >&2; exit 2; fi
 	@$(BROKER) consume "$(TOPIC)" $(MAX)
 
-consume-legit: jars ## print the legit topic
+consume-legit: install jars ## print the legit topic
 	@$(BROKER) consume "$(LEGIT_TOPIC)" $(MAX)
 
-consume-fraud: jars ## print the fraud topic
+consume-fraud: install jars ## print the fraud topic
 	@$(BROKER) consume "$(FRAUD_TOPIC)" $(MAX)
 
-consume-invalid: jars ## print the dead-letter topic
+consume-invalid: install jars ## print the dead-letter topic
 	@$(BROKER) consume "$(DEAD_LETTER_TOPIC)" $(MAX)
 
 run: install kafka-up ## broker + generator + detector(s) in the foreground; Ctrl-C stops all
