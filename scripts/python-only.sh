@@ -46,8 +46,9 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 # Runs `make run` in clone $1 until the generator's and the detector's stats lines appear, then
 # reads 5 fraud records, then stops it with Ctrl-C's signal.
 prove_run() {
-  local clone="$1" log="$1/make-run.log" pgid waited=0
+  local clone="$1" log="$1.make-run.log" pgid waited=0
   say "make run (log: $log)"
+  : >"$log"
   (cd "$clone" && exec setsid make run) >"$log" 2>&1 &
   pgid=$!
   until grep -q 'generator: .* tx/s' "$log" && grep -q 'detector: .* tx/s' "$log"; do
@@ -77,8 +78,7 @@ main() {
     make_bin_dir "$2"
     return
   fi
-  local work
-  work=$(mktemp -d "${TMPDIR:-/tmp}/python-only.XXXXXX")
+  work=$(mktemp -d "${TMPDIR:-/tmp}/python-only.XXXXXX")   # global: the EXIT trap removes it
   make_bin_dir "$work/bin"
   [[ "${KEEP:-}" == 1 ]] || trap 'rm -rf "$work"' EXIT
   export PATH="$work/bin"
