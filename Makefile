@@ -12,7 +12,7 @@ FRAUD_TOPIC ?= streaming.transactions.fraud
 DEAD_LETTER_TOPIC ?= streaming.transactions.invalid
 PYTEST_ARGS ?=
 # SECURE=1: the local broker with TLS, SCRAM users and ACLs (kafka/broker.sh up --secure), and
-# the services logging in with their own credentials (README "Security").
+# the services logging in with their own credentials (docs/security.md).
 SECURE ?=
 SECURE_FLAG := $(if $(filter 1 yes true,$(SECURE)),--secure)
 
@@ -92,7 +92,7 @@ test: install jars lint typecheck ## everything: lint, types, unit, integration,
 
 # The Docker tier: scripts/docker-tier.sh prepares (once, cached) the engine, the pinned Compose
 # CLI and, where no registry is reachable, a stand-in of the base image; it prints a file of
-# exports (DOCKER_HOST, DOCKER_CONFIG, ...) for the tests. README "The Docker tier".
+# exports (DOCKER_HOST, DOCKER_CONFIG, ...) for the tests. docs/docker.md "The Docker tier".
 test-docker: install jars ## the Docker tier for real: images built, containers run (~8 min cold)
 	@env_file=$$(scripts/docker-tier.sh setup) && source "$$env_file" && \
 		$(PY) -m pytest -m docker $(PYTEST_ARGS)
