@@ -35,7 +35,7 @@ make_bin_dir() {
       name=${entry##*/}
       [[ -x "$entry" && ! -d "$entry" && ! -e "$bin/$name" ]] || continue
       [[ "$name" =~ $HIDDEN_NAME ]] && continue
-      [[ "$(readlink -f "$entry")" =~ $HIDDEN_TARGET ]] && continue
+      [[ -L "$entry" && "$(readlink -f "$entry")" =~ $HIDDEN_TARGET ]] && continue
       ln -s "$entry" "$bin/$name"
     done
   done
