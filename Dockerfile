@@ -7,7 +7,7 @@
 # digest because no registry for it is reachable from the machine this was written on; to pin,
 # run `docker buildx imagetools inspect python:3.11.15-slim-bookworm` and append `@sha256:...`.
 # (`make test-docker` on a machine without a registry builds on a stand-in of this image made
-# from Debian's packages, scripts/docker-tier.sh; README "The Docker tier".)
+# from Debian's packages, scripts/docker-tier.sh; docs/docker.md "The Docker tier".)
 FROM python:3.11.15-slim-bookworm AS base
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

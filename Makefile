@@ -12,7 +12,7 @@ FRAUD_TOPIC ?= streaming.transactions.fraud
 DEAD_LETTER_TOPIC ?= streaming.transactions.invalid
 PYTEST_ARGS ?=
 # SECURE=1: the local broker with TLS, SCRAM users and ACLs (kafka/broker.sh up --secure), and
-# the services logging in with their own credentials (README "Security").
+# the services logging in with their own credentials (docs/security.md).
 SECURE ?=
 SECURE_FLAG := $(if $(filter 1 yes true,$(SECURE)),--secure)
 
@@ -22,7 +22,7 @@ SECURE_FLAG := $(if $(filter 1 yes true,$(SECURE)),--secure)
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dashboard.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is needed (set PYTHON=...)")'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
@@ -30,10 +30,10 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 install: $(VENV)/.installed ## create .venv with the pinned packages
 
-jars: ## fetch the Kafka jars from Maven Central (once)
+jars: ## fetch the Kafka jars of kafka/jars.lock from Maven Central, verified (once)
 	@$(BROKER) jars
 
-kafka-up: jars ## start the local broker on localhost:9092 (no-op if it runs; SECURE=1: TLS+SCRAM+ACLs)
+kafka-up: install jars ## start the local broker on localhost:9092 (no-op if it runs; SECURE=1: TLS+SCRAM+ACLs)
 	@$(BROKER) up $(SECURE_FLAG)
 
 kafka-down: ## stop the local broker, keep its data
@@ -46,17 +46,17 @@ kafka-clean: ## stop the local broker and wipe its data
 docker-secrets: ## CA, broker certificate and passwords for docker-compose.*.secure.yml
 	@$(BROKER) secrets --docker
 
-consume: jars ## print TOPIC from the beginning (MAX=n to stop after n records)
+consume: install jars ## print TOPIC from the beginning (MAX=n to stop after n records)
 	@if [[ -z "$(TOPIC)" ]]; then echo "usage: make consume TOPIC=<name> [MAX=<n>]" >&2; exit 2; fi
 	@$(BROKER) consume "$(TOPIC)" $(MAX)
 
-consume-legit: jars ## print the legit topic
+consume-legit: install jars ## print the legit topic
 	@$(BROKER) consume "$(LEGIT_TOPIC)" $(MAX)
 
-consume-fraud: jars ## print the fraud topic
+consume-fraud: install jars ## print the fraud topic
 	@$(BROKER) consume "$(FRAUD_TOPIC)" $(MAX)
 
-consume-invalid: jars ## print the dead-letter topic
+consume-invalid: install jars ## print the dead-letter topic
 	@$(BROKER) consume "$(DEAD_LETTER_TOPIC)" $(MAX)
 
 run: install kafka-up ## broker + generator + detector(s) in the foreground; Ctrl-C stops all
@@ -92,7 +92,7 @@ test: install jars lint typecheck ## everything: lint, types, unit, integration,
 
 # The Docker tier: scripts/docker-tier.sh prepares (once, cached) the engine, the pinned Compose
 # CLI and, where no registry is reachable, a stand-in of the base image; it prints a file of
-# exports (DOCKER_HOST, DOCKER_CONFIG, ...) for the tests. README "The Docker tier".
+# exports (DOCKER_HOST, DOCKER_CONFIG, ...) for the tests. docs/docker.md "The Docker tier".
 test-docker: install jars ## the Docker tier for real: images built, containers run (~8 min cold)
 	@env_file=$$(scripts/docker-tier.sh setup) && source "$$env_file" && \
 		$(PY) -m pytest -m docker $(PYTEST_ARGS)

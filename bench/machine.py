@@ -9,6 +9,7 @@ from importlib.metadata import version
 from typing import Any
 
 from bench.broker import kafka_version
+from devtools.broker import BROKER_SCRIPT
 
 
 def _cpu_model() -> str:
@@ -36,7 +37,11 @@ def _memory_total_gib() -> float | None:
 def _java_version() -> str:
     try:
         done = subprocess.run(
-            ["java", "-version"], capture_output=True, text=True, timeout=30, check=False
+            [str(BROKER_SCRIPT), "java", "-version"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
         )
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"

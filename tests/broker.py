@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from devtools.broker import BROKER_SCRIPT, REPO_ROOT, JarBroker, free_port
+from devtools.broker import BROKER_SCRIPT, REPO_ROOT, JarBroker, free_port, java_available
 
 __all__ = [
     "BROKER_SCRIPT",
@@ -86,7 +86,7 @@ def start_broker(tmp_root: Path) -> Broker:
     given = os.environ.get("TEST_KAFKA_BROKER_URL")
     if given:
         return Broker(bootstrap=given, kind="env")
-    if shutil.which("java") is None and docker_engine_available():
+    if not java_available() and docker_engine_available():
         from testcontainers.kafka import KafkaContainer
 
         container = KafkaContainer(compose_kafka_image()).with_kraft()

@@ -60,7 +60,7 @@ class ComposeHost:
             shim = self.bin / script
             shim.write_text(
                 "#!/usr/bin/env bash\n"
-                f'exec java -Xmx512m -Dkafka.logs.dir="{root}" '
+                f'exec "{BROKER_SCRIPT}" java -Xmx512m -Dkafka.logs.dir="{root}" '
                 f'-Dlog4j2.configurationFile="{BROKER_SCRIPT.parent / log_config}" '
                 f'-cp "{lib}/*" {main_class} "$@"\n'
             )
@@ -97,7 +97,9 @@ class ComposeHost:
     def env(self, service: dict[str, Any]) -> dict[str, str]:
         """The service's environment (unset pass-through variables left out; no metrics port:
         the services here share one network namespace)."""
-        base = {k: os.environ[k] for k in ("PATH", "HOME", "JAVA_HOME") if k in os.environ}
+        base = {
+            k: os.environ[k] for k in ("PATH", "HOME", "KAFKA_JAVA", "PYTHON") if k in os.environ
+        }
         own = {
             k: self.mounted(service, self.text(str(v)))
             for k, v in environment_of(service).items()

@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from devtools.broker import java_available
 from tests.kafka_helpers import run_command
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -57,7 +57,7 @@ def _check_targets(targets: list[dict[str, Any]], rows: list[str]) -> None:
 
 @pytest.mark.timeout(600)
 def test_quick_bench_writes_every_section(tmp_path: Path) -> None:
-    if shutil.which("java") is None:
+    if not java_available():
         pytest.skip("the bench starts its own jar broker, which needs Java")
     temp = tmp_path / "tmp"  # the bench's broker data dir goes here and must be gone after
     temp.mkdir()

@@ -6,7 +6,6 @@ its own) is stopped and started again. The session's shared broker is never touc
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 import urllib.error
@@ -21,6 +20,7 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 from detector.app import Detector
 from detector.clients import make_consumer, make_producer
 from detector.config import DetectorSettings
+from devtools.broker import java_available
 from fraudcore.health import Liveness
 from fraudcore.kafka.kafka_python.clients import Consumer, Producer
 from fraudcore.metrics import DetectorMetrics
@@ -37,7 +37,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 @pytest.fixture
 def own_broker(tmp_path: Path) -> Iterator[Broker]:
     """A second jar broker, for this test alone: stopping it disturbs no other test."""
-    if shutil.which("java") is None:
+    if not java_available():
         pytest.skip("needs Java for a broker of its own (kafka/broker.sh)")
     if not list((BROKER_SCRIPT.parent / "lib").glob("kafka_2.13-*.jar")):
         pytest.skip("the Kafka jars are not fetched (make jars)")

