@@ -13,7 +13,8 @@ arrive without Enter, nothing echoes) and restored on exit, whatever the exit. W
 input is not a terminal, keys are not read and only the signals stop it.
 
 `--once SECONDS` reads for that long, prints one frame as plain text and exits: for scripts,
-and for the text capture in the docs.
+and for the text capture in the docs. `--web` serves the same model as a page instead
+(dashboard/web.py).
 """
 
 from __future__ import annotations
@@ -195,6 +196,28 @@ class TopicReader:
         self.state.status = ""
 
 
+def open_reader(settings: DashboardSettings, state: DashboardState) -> TopicReader | None:
+    """A reader, or None while the broker is away (the state then says so)."""
+    try:
+        return TopicReader(settings, state)
+    except KafkaError as exc:
+        state.status = f"broker at {settings.kafka_broker_url} is not answering: {exc}"
+        return None
+
+
+def read_step(reader: TopicReader) -> bool:
+    """One round of run_live's reading; False (the state says why) when the broker is away."""
+    try:
+        reader.maybe_assign(time.monotonic())
+        reader.poll()
+    except KafkaError as exc:
+        reader.state.status = (
+            f"broker at {reader.settings.kafka_broker_url} is not answering: {type(exc).__name__}"
+        )
+        return False
+    return True
+
+
 class Keys:
     """Single key presses from a terminal in cbreak mode; nothing when stdin is not a TTY."""
 
@@ -292,6 +315,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="read for SECONDS, print one frame as plain text, exit",
     )
     parser.add_argument("--width", type=int, default=100, help="columns for --once (100)")
+    parser.add_argument(
+        "--web",
+        action="store_true",
+        help="serve the view as a live page on http://DASHBOARD_HOST:DASHBOARD_PORT "
+        "(127.0.0.1:8088) instead",
+    )
     return parser.parse_args(argv)
 
 
@@ -302,6 +331,10 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"dashboard: {exc}", file=sys.stderr)
         return 2
+    if args.web:
+        from dashboard.web import serve  # noqa: PLC0415 - web imports this module's reader
+
+        return serve(settings)
     # Only warnings: log lines would tear through the live view.
     configure_logging("WARNING" if settings.log_level in ("DEBUG", "INFO") else settings.log_level)
     logging.getLogger("kafka").setLevel(logging.ERROR)  # its warnings would tear the live view
