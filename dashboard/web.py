@@ -23,6 +23,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import FrameType
 
 import uvicorn
 from starlette.applications import Starlette
@@ -35,7 +36,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dashboard.config import DashboardSettings
 from dashboard.feed import Feed
-from fraudcore.runtime import configure_logging
+from fraudcore.runtime import StopFlag, configure_logging
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class Hub:
     def __init__(self) -> None:
         self.latest: str | None = None
         self.clients = 0
+        self.closing = False  # the server is stopping: the streams end, so that it can
         self._next = asyncio.Event()
 
     def publish(self, frame: str) -> None:
@@ -87,8 +89,8 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def create_app(settings: DashboardSettings) -> Starlette:
-    hub = Hub()
+def create_app(settings: DashboardSettings, hub: Hub | None = None) -> Starlette:
+    hub = hub or Hub()
     feeds: list[Feed] = []
 
     @contextlib.asynccontextmanager
@@ -128,7 +130,7 @@ def create_app(settings: DashboardSettings) -> Starlette:
                 yield f"retry: {RECONNECT_MS}\n\n"
                 if hub.latest is not None:
                     yield f"event: frame\ndata: {hub.latest}\n\n"
-                while True:
+                while not hub.closing:
                     if await hub.wait(TICK_SECONDS) and hub.latest is not None:
                         yield f"event: frame\ndata: {hub.latest}\n\n"
                     else:
@@ -150,6 +152,19 @@ def create_app(settings: DashboardSettings) -> Starlette:
         middleware=[Middleware(SecurityHeaders)],
         lifespan=lifespan,
     )
+
+
+class PageServer(uvicorn.Server):
+    """uvicorn's server, which also tells the hub to end the open streams when asked to stop:
+    uvicorn waits for every response to end before it shuts down."""
+
+    def __init__(self, config: uvicorn.Config, hub: Hub) -> None:
+        super().__init__(config)
+        self.hub = hub
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.hub.closing = True
+        super().handle_exit(sig, frame)
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -174,11 +189,16 @@ def serve(settings: DashboardSettings) -> int:
         return 2
     shown = f"[{host}]" if ":" in host else host
     log.info("dashboard page on http://%s:%d, broker %s", shown, port, settings.kafka_broker_url)
+    hub = Hub()
     config = uvicorn.Config(
-        create_app(settings),
+        create_app(settings, hub),
         log_level="warning",
         access_log=False,
-        timeout_graceful_shutdown=1,  # open pages hold /events: do not wait for them
+        timeout_graceful_shutdown=3,  # the streams end within a tick (TICK_SECONDS)
     )
-    uvicorn.Server(config).run(sockets=[sock])
+    # uvicorn raises the stop signal again once it has shut down, to the handlers it found:
+    # these only set a flag, so SIGTERM and Ctrl-C end the process with 0, as the services do.
+    StopFlag.install()
+    PageServer(config, hub).run(sockets=[sock])
+    log.info("dashboard page stopped")
     return 0
