@@ -79,6 +79,12 @@ function render(frame) {
   drawChart(frame);
 }
 
+// A round step for the axis: 1, 2 or 5 times a power of ten, at least `rough`.
+function niceStep(rough) {
+  const power = 10 ** Math.floor(Math.log10(rough));
+  return [1, 2, 5, 10].map((m) => m * power).find((step) => step >= rough);
+}
+
 function drawChart(frame) {
   const svg = $("chart");
   const width = Math.max(svg.clientWidth, 300);
@@ -88,7 +94,9 @@ function drawChart(frame) {
   const history = frame.history;
   const end = history.length ? history[history.length - 1][0] : 0;
   const span = 300;
-  const max = Math.max(1, ...history.flatMap((row) => row.slice(1)));
+  const peak = Math.max(1, ...history.flatMap((row) => row.slice(1)));
+  const step = niceStep(peak / 4);
+  const max = Math.ceil(peak / step) * step;
   const x = (t) => pad.left + (width - pad.left - pad.right) * (1 - (end - t) / span);
   const y = (v) => pad.top + (height - pad.top - pad.bottom) * (1 - v / max);
   const parts = [];
@@ -98,9 +106,9 @@ function drawChart(frame) {
     if (text !== undefined) el.textContent = text;
     parts.push(el);
   };
-  for (const f of [0, 0.5, 1]) {
-    add("line", { x1: pad.left, x2: width - pad.right, y1: y(max * f), y2: y(max * f), class: "grid-line" });
-    add("text", { x: pad.left - 6, y: y(max * f) + 4, "text-anchor": "end" }, rate(max * f));
+  for (let tick = 0; tick <= max + step / 2; tick += step) {
+    add("line", { x1: pad.left, x2: width - pad.right, y1: y(tick), y2: y(tick), class: "grid-line" });
+    add("text", { x: pad.left - 6, y: y(tick) + 4, "text-anchor": "end" }, number(tick));
   }
   for (const ago of [300, 240, 180, 120, 60, 0]) {
     add("text", { x: x(end - ago), y: height - 6, "text-anchor": ago === 300 ? "start" : ago === 0 ? "end" : "middle" },
