@@ -82,7 +82,8 @@ def test_profiles_stay_off_unless_asked_for(models: dict[str, dict[str, Any]]) -
         assert _service(models["app --profile monitoring"], service)["profiles"] == ["monitoring"]
     dashboard = _service(models["app --profile web"], "dashboard")
     assert dashboard["profiles"] == ["web"]
-    assert [(p["host_ip"], p["published"]) for p in dashboard["ports"]] == [("127.0.0.1", "8088")]
+    ports = [(p["host_ip"], str(p["published"])) for p in dashboard["ports"]]
+    assert ports == [("127.0.0.1", "8088")]
 
 
 def _service_names(model: dict[str, Any]) -> list[str]:
