@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -86,7 +86,7 @@ def serve(tmp_path: Path) -> Iterator[list[WebServer]]:
             server.stop()
 
 
-def create_topics(bootstrap: str, topics: Topics, partitions: int = 2) -> None:
+def create_topics(bootstrap: str, topics: Topics, partitions: int) -> None:
     for name in (topics.input, topics.legit, topics.fraud, topics.invalid):
         create_topic(bootstrap, name, partitions=partitions)
 
@@ -113,6 +113,26 @@ def wait_for_partitions(page: Page, count: int) -> None:
     expect(page.locator("#lag tbody td.none")).to_have_count(0)
 
 
+OpenPage = Callable[..., tuple[WebServer, Page]]
+
+
+@pytest.fixture
+def serve_and_open(browser: Browser, tmp_path: Path, serve: list[WebServer]) -> OpenPage:
+    """open(bootstrap, topics, partitions=1, dialogs=None): the test's topics, a server reading
+    them, and a page on it that has its partitions."""
+
+    def open_on(
+        bootstrap: str, topics: Topics, partitions: int = 1, dialogs: list[str] | None = None
+    ) -> tuple[WebServer, Page]:
+        create_topics(bootstrap, topics, partitions)
+        serve.append(server := WebServer(topics.env(bootstrap), tmp_path))
+        page = open_page(browser, server.url, dialogs)
+        wait_for_partitions(page, partitions)
+        return server, page
+
+    return open_on
+
+
 def total(page: Page, role: str) -> str:
     return f'.card[data-role="{role}"] .total span'
 
@@ -128,12 +148,9 @@ def fraud(tx: Transaction, rules: str) -> tuple[list[tuple[bytes, bytes]], list[
 
 
 def test_the_page_shows_known_transactions_within_3_seconds(
-    bootstrap: str, topics: Topics, browser: Browser, tmp_path: Path, serve: list[WebServer]
+    bootstrap: str, topics: Topics, serve_and_open: OpenPage
 ) -> None:
-    create_topics(bootstrap, topics)
-    serve.append(server := WebServer(topics.env(bootstrap), tmp_path))
-    page = open_page(browser, server.url)
-    wait_for_partitions(page, 2)
+    _, page = serve_and_open(bootstrap, topics, partitions=2)
 
     factory = TransactionFactory(seed=22)
     txs = [factory.next() for _ in range(40)]
@@ -191,13 +208,10 @@ def test_the_page_shows_known_transactions_within_3_seconds(
 
 
 def test_markup_in_a_transaction_shows_as_text(
-    bootstrap: str, topics: Topics, browser: Browser, tmp_path: Path, serve: list[WebServer]
+    bootstrap: str, topics: Topics, serve_and_open: OpenPage
 ) -> None:
-    create_topics(bootstrap, topics, partitions=1)
-    serve.append(server := WebServer(topics.env(bootstrap), tmp_path))
     dialogs: list[str] = []
-    page = open_page(browser, server.url, dialogs)
-    wait_for_partitions(page, 1)
+    _, page = serve_and_open(bootstrap, topics, dialogs=dialogs)
 
     tx = Transaction(source=MARKUP, target="<script>alert(2)</script>", amount=Decimal("999"))
     produce(bootstrap, topics.fraud, *fraud(tx, "<b>bold</b>"))
@@ -212,15 +226,12 @@ def test_markup_in_a_transaction_shows_as_text(
 
 
 def test_the_page_shows_the_broker_away_and_comes_back_with_it(
-    topics: Topics, browser: Browser, tmp_path: Path, serve: list[WebServer]
+    topics: Topics, tmp_path: Path, serve: list[WebServer], serve_and_open: OpenPage
 ) -> None:
     broker = JarBroker(tmp_path / "kafka", log=tmp_path / "broker.log")  # the session's stays up
     broker.start()
     try:
-        create_topics(broker.bootstrap, topics, partitions=1)
-        serve.append(server := WebServer(topics.env(broker.bootstrap), tmp_path))
-        page = open_page(browser, server.url)
-        wait_for_partitions(page, 1)
+        server, page = serve_and_open(broker.bootstrap, topics)
 
         broker.stop()
         expect(page.locator("#broker-state")).to_have_attribute(
@@ -242,12 +253,9 @@ def test_the_page_shows_the_broker_away_and_comes_back_with_it(
 
 
 def test_the_page_reconnects_to_a_restarted_server(
-    bootstrap: str, topics: Topics, browser: Browser, tmp_path: Path, serve: list[WebServer]
+    bootstrap: str, topics: Topics, tmp_path: Path, serve: list[WebServer], serve_and_open: OpenPage
 ) -> None:
-    create_topics(bootstrap, topics, partitions=1)
-    serve.append(first := WebServer(topics.env(bootstrap), tmp_path))
-    page = open_page(browser, first.url)
-    wait_for_partitions(page, 1)
+    first, page = serve_and_open(bootstrap, topics)
 
     first.stop()
     expect(page.locator("#connection")).to_have_attribute("data-state", "lost", timeout=15_000)
@@ -269,12 +277,9 @@ def broker_connections(pid: int, bootstrap: str) -> int:
 
 
 def test_twenty_pages_share_one_kafka_reader(
-    bootstrap: str, topics: Topics, browser: Browser, tmp_path: Path, serve: list[WebServer]
+    bootstrap: str, topics: Topics, browser: Browser, serve_and_open: OpenPage
 ) -> None:
-    create_topics(bootstrap, topics, partitions=1)
-    serve.append(server := WebServer(topics.env(bootstrap), tmp_path))
-    first = open_page(browser, server.url)
-    wait_for_partitions(first, 1)
+    server, first = serve_and_open(bootstrap, topics)
     alone = broker_connections(server.service.pid, bootstrap)
     assert alone > 0
 
