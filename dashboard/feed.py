@@ -32,7 +32,13 @@ RETRY_SECONDS = 1.0  # how soon a reader is opened again while the broker is awa
 
 
 def frame_json(
-    view: DashboardView, broker_up: bool, history: list[list[float]], readers: int, now: float
+    view: DashboardView,
+    broker_up: bool,
+    history: list[list[float]],
+    readers: int,
+    now: float,
+    *,
+    refresh_seconds: float = 1.0,
 ) -> str:
     """One frame for the page: the view as the terminal draws it, and the page's extras."""
     data: dict[str, Any] = asdict(view)
@@ -43,6 +49,7 @@ def frame_json(
         history=history,  # [second, rate of each role in ROLES order], oldest first
         readers=readers,
         generated_at=now,
+        refresh_seconds=refresh_seconds,  # the page waits a few of these before it worries
     )
     return json.dumps(data, separators=(",", ":"))
 
@@ -50,14 +57,9 @@ def frame_json(
 class Feed:
     """The reading thread. `publish` is called from that thread with each frame (a JSON text)."""
 
-    def __init__(
-        self,
-        settings: DashboardSettings,
-        publish: Callable[[str], None],
-        refresh_seconds: float | None = None,
-    ) -> None:
+    def __init__(self, settings: DashboardSettings, publish: Callable[[str], None]) -> None:
         self.settings = settings
-        self.refresh_seconds = refresh_seconds or settings.dashboard_refresh_seconds
+        self.refresh_seconds = settings.dashboard_refresh_seconds
         self.state = DashboardState(
             broker=settings.kafka_broker_url,
             group=settings.consumer_group,
@@ -130,4 +132,14 @@ class Feed:
             self._history[-1] = sample  # one sample a second, the newest
         else:
             self._history.append(sample)
-        self._publish(frame_json(view, broker_up, list(self._history), self.readers_open, now))
+        history = list(self._history)
+        self._publish(
+            frame_json(
+                view,
+                broker_up,
+                history,
+                self.readers_open,
+                now,
+                refresh_seconds=self.refresh_seconds,
+            )
+        )

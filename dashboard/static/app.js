@@ -3,7 +3,9 @@
 "use strict";
 
 const ROLE_COLORS = { input: "--input", legit: "--legit", fraud: "--fraud", "dead-letter": "--dead-letter" };
-const STALE_SECONDS = 3; // no frame for this long: the reader is stuck (e.g. the broker is away)
+// No frame for this long (or 2 refreshes and a second, if longer): the reader is stuck, for
+// example waiting for a broker that went away.
+const STALE_SECONDS = 3;
 const SVG = "http://www.w3.org/2000/svg";
 
 const $ = (id) => document.getElementById(id);
@@ -148,7 +150,7 @@ function showState() {
   } else if (!lastFrame.broker_up) {
     setPill("broker-state", "down", "broker: down");
     problem = problem || lastFrame.status || "The broker is not answering.";
-  } else if (connected && age > STALE_SECONDS) {
+  } else if (connected && age > Math.max(STALE_SECONDS, 2 * lastFrame.refresh_seconds + 1)) {
     setPill("broker-state", "waiting", "broker: no answer yet");
     problem = `No new data for ${Math.round(age)} s: the reader is waiting for the broker.`;
   } else {

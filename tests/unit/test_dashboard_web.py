@@ -84,4 +84,5 @@ def test_the_frame_is_the_views_numbers() -> None:
     assert frame["latest_fraud"][0]["source"] == "<b>A</b>"  # as data: the page sets it as text
     assert frame["broker_up"] is True
     assert frame["readers"] == 1
+    assert frame["refresh_seconds"] == 1.0
     assert frame["roles"] == [INPUT, LEGIT, FRAUD, "dead-letter"]
