@@ -1,7 +1,8 @@
-# The image of both services, one stage each on a shared base. Build context: the repository
-# root. docker-compose.yml builds the generator and the detector from it (build.target):
+# The image of both services, one stage each on a shared base, and the dashboard page's stage.
+# Build context: the repository root. docker-compose.yml builds each from it (build.target):
 #   docker build --target generator -t fraud-detection-generator .
 #   docker build --target detector -t fraud-detection-detector .
+#   docker build --target dashboard -t fraud-detection-dashboard .
 #
 # Base image pinned to an exact Python patch release and Debian release. It is not pinned by
 # digest because no registry for it is reachable from the machine this was written on; to pin,
@@ -43,3 +44,12 @@ FROM base AS detector
 COPY detector/ ./detector/
 USER 10001:10001
 CMD ["python", "-m", "detector"]
+
+
+# The dashboard page (`python -m dashboard --web`, compose profile `web`); its healthcheck is
+# `python -m dashboard.healthcheck`.
+FROM base AS dashboard
+COPY dashboard/ ./dashboard/
+USER 10001:10001
+EXPOSE 8088
+CMD ["python", "-m", "dashboard", "--web"]

@@ -17,12 +17,12 @@ SECURE ?=
 SECURE_FLAG := $(if $(filter 1 yes true,$(SECURE)),--secure)
 
 .PHONY: help install jars kafka-up kafka-down kafka-clean consume consume-legit consume-fraud \
-	consume-invalid run watch bench test test-unit test-docker clean-docker lint typecheck clean
+	consume-invalid run watch web bench test test-unit test-docker clean-docker lint typecheck clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: requirements.txt requirements-dashboard.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is needed (set PYTHON=...)")'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
@@ -59,11 +59,14 @@ consume-fraud: install jars ## print the fraud topic
 consume-invalid: install jars ## print the dead-letter topic
 	@$(BROKER) consume "$(DEAD_LETTER_TOPIC)" $(MAX)
 
-run: install kafka-up ## broker + generator + detector(s) in the foreground; Ctrl-C stops all
+run: install kafka-up ## broker + generator + detector(s) + the dashboard page (printed); Ctrl-C stops all
 	@DETECTORS=$(DETECTORS) SECURE=$(if $(SECURE_FLAG),1,) PYTHON=$(PY) scripts/run-local.sh
 
 watch: install ## live dashboard of the topics and the detector's lag; q quits
 	@$(PY) -m dashboard
+
+web: install ## the live dashboard page on http://127.0.0.1:8088 (DASHBOARD_HOST, DASHBOARD_PORT)
+	@$(PY) -m dashboard --web
 
 # The bench's reference rows (Quix Streams, confluent-kafka; bench/reference.py) run in a venv of
 # their own inside .venv: quixstreams caps pydantic below requirements.txt's pins. The quick run

@@ -13,7 +13,8 @@ arrive without Enter, nothing echoes) and restored on exit, whatever the exit. W
 input is not a terminal, keys are not read and only the signals stop it.
 
 `--once SECONDS` reads for that long, prints one frame as plain text and exits: for scripts,
-and for the text capture in the docs.
+and for the text capture in the docs. `--web` serves the same model as a page instead
+(dashboard/web.py).
 """
 
 from __future__ import annotations
@@ -183,6 +184,29 @@ class TopicReader:
         self.state.status = ""
 
 
+def open_reader(settings: DashboardSettings, state: DashboardState) -> TopicReader | None:
+    """A reader, or None while the broker is away (the state then says so)."""
+    try:
+        return TopicReader(settings, state)
+    except ClientError as exc:
+        state.status = f"broker at {settings.kafka_broker_url} is not answering: {exc}"
+        return None
+
+
+def read_step(reader: TopicReader) -> bool:
+    """One round of run_live's reading; False (the state says why) when the broker is away."""
+    try:
+        reader.maybe_assign(time.monotonic())
+        reader.poll()
+    except ClientError as exc:
+        name = type(exc.cause or exc).__name__
+        reader.state.status = (
+            f"broker at {reader.settings.kafka_broker_url} is not answering: {name}"
+        )
+        return False
+    return True
+
+
 class Keys:
     """Single key presses from a terminal in cbreak mode; nothing when stdin is not a TTY."""
 
@@ -251,12 +275,14 @@ def run_live(reader: TopicReader, stop: StopFlag, console: Console, refresh: flo
         while not stop.is_set():
             if QUIT_KEYS & set(keys.pressed()):
                 break
-            reader.maybe_assign(time.monotonic())
-            reader.poll()
+            answered = read_step(reader)
             if time.monotonic() >= next_frame:
-                reader.refresh_lag()
+                if answered:
+                    reader.refresh_lag()
                 live.update(frame(state), refresh=True)
                 next_frame = time.monotonic() + refresh
+            if not answered:
+                stop.wait(refresh)
 
 
 def export_text(state: DashboardState, width: int) -> str:
@@ -280,6 +306,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="read for SECONDS, print one frame as plain text, exit",
     )
     parser.add_argument("--width", type=int, default=100, help="columns for --once (100)")
+    parser.add_argument(
+        "--web",
+        action="store_true",
+        help="serve the view as a live page on http://DASHBOARD_HOST:DASHBOARD_PORT "
+        "(127.0.0.1:8088) instead",
+    )
     return parser.parse_args(argv)
 
 
@@ -290,6 +322,10 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"dashboard: {exc}", file=sys.stderr)
         return 2
+    if args.web:
+        from dashboard.web import serve  # noqa: PLC0415 - web imports this module's reader
+
+        return serve(settings)
     # Only warnings: log lines would tear through the live view.
     configure_logging("WARNING" if settings.log_level in ("DEBUG", "INFO") else settings.log_level)
     for name in LIBRARY_LOGGERS:  # their warnings would tear the live view

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs the generator and DETECTORS detectors against the local broker in the foreground.
+# Runs the generator and DETECTORS detectors against the local broker in the foreground, and
+# the dashboard page (python -m dashboard --web) beside them: its address is printed.
 # Ctrl-C (or SIGTERM) stops the services cleanly, then the broker; its data is kept.
 set -uo pipefail
 
@@ -30,12 +31,13 @@ as_user() {
 }
 
 pids=()
+web_pid=()
 stop_all() {
   local status=${1:-0}
   trap '' INT TERM
   echo "run-local: stopping services..." >&2
-  kill -TERM "${pids[@]}" 2>/dev/null
-  wait "${pids[@]}" 2>/dev/null
+  kill -TERM "${pids[@]}" "${web_pid[@]}" 2>/dev/null
+  wait "${pids[@]}" "${web_pid[@]}" 2>/dev/null
   kafka/broker.sh down
   exit "$status"
 }
@@ -49,9 +51,19 @@ done
 as_user generator "$PYTHON" -m generator &
 pids+=($!)
 
+# The page only reads; it is not one of the services: if it cannot start (its port is taken),
+# it says so and the pipeline runs on. The secure broker has no user for it.
+page="run-local: no page with SECURE=1; watch with 'make watch'"
+if [[ "$SECURE" != 1 ]]; then
+  "$PYTHON" -m dashboard --web &
+  web_pid=($!)
+  page="run-local: dashboard page on http://${DASHBOARD_HOST:-127.0.0.1}:${DASHBOARD_PORT:-8088}"
+fi
+
 mode=""
 [[ "$SECURE" == 1 ]] && mode=" over SASL_SSL (users generator and detector, secrets in $secrets)"
 echo "run-local: generator and $DETECTORS detector(s) running$mode; watch with 'make watch' or 'make consume-fraud'; Ctrl-C stops" >&2
+echo "$page" >&2
 # If a service exits by itself (bad setting, broker gone), stop the rest too.
 wait -n "${pids[@]}"
 status=$?

@@ -51,6 +51,10 @@ KAFKA_FILE = "docker-compose.kafka.yml"
 APP_FILE = "docker-compose.yml"
 COMPOSE_FILES = (KAFKA_FILE, APP_FILE)
 SERVICES = ("generator", "detector")
+# Every stage the Dockerfile builds: the services and the dashboard page (profile `web`).
+IMAGES = (*SERVICES, "dashboard")
+# The arguments a stage's CMD adds after `python -m <package>`.
+CMD_ARGS = {"dashboard": ["--web"]}
 NETWORK = "kafka-network"
 KAFKA_IMAGE_REPO = "apache/kafka"
 
@@ -541,7 +545,7 @@ def _aliases(value: ast.expr | None) -> set[str]:
     return found
 
 
-@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("service", IMAGES)
 def test_app_env_names_are_settings_the_code_reads(
     service: str, raw: dict[str, dict[str, Any]]
 ) -> None:
@@ -558,7 +562,7 @@ def test_app_env_names_are_settings_the_code_reads(
 # --------------------------------------------------------------------------- Dockerfiles
 
 
-@pytest.fixture(params=SERVICES)
+@pytest.fixture(params=IMAGES)
 def dockerfile(request: pytest.FixtureRequest) -> tuple[str, list[tuple[str, str]]]:
     """(service, the instructions that build its image: the base stage's, then its own)."""
     service: str = request.param
@@ -592,7 +596,7 @@ def test_dockerfile_runs_as_non_root(dockerfile: tuple[str, list[tuple[str, str]
 
 def test_dockerfile_cmd_is_exec_form(dockerfile: tuple[str, list[tuple[str, str]]]) -> None:
     service, built = dockerfile
-    assert target_cmd(service) == ["python", "-m", service]
+    assert target_cmd(service) == ["python", "-m", service, *CMD_ARGS.get(service, [])]
     assert not [keyword for keyword, _ in built if keyword == "ENTRYPOINT"]
 
 
@@ -627,15 +631,15 @@ def test_dockerfile_installs_pinned_requirements_first(
 
 
 def test_dockerfile_services_share_one_dependency_stage() -> None:
-    """Both images are built on one base stage that holds the pip layer, so the build makes it
-    once and both images share it (the Docker tier checks the built images' layers)."""
-    bases = [chain(service)[:-1] for service in SERVICES]
+    """All images are built on one base stage that holds the pip layer, so the build makes it
+    once and the images share it (the Docker tier checks the built images' layers)."""
+    bases = [chain(service)[:-1] for service in IMAGES]
     assert bases[0], "the service stages must start from a base stage"
-    assert bases[0] == bases[1], "both service stages must start from one base"
+    assert all(base == bases[0] for base in bases), "all stages must start from one base"
     shared = [keyword for stage in bases[0] for keyword, _ in stage.instructions]
-    own = [[args for keyword, args in chain(s)[-1].instructions] for s in SERVICES]
+    own = [[args for keyword, args in chain(s)[-1].instructions] for s in IMAGES]
     assert "RUN" in shared, "the pip install belongs to the shared base stage"
-    for service, args in zip(SERVICES, own, strict=True):
+    for service, args in zip(IMAGES, own, strict=True):
         assert not any("pip" in a for a in args), f"{service}'s own stage installs packages"
     for stage in stages():
         assert "ARG" not in [keyword for keyword, _ in stage.instructions], (
@@ -728,11 +732,12 @@ def test_dockerignore_keeps_what_the_dockerfile_copies() -> None:
             copied += 1
             path = REPO / source
             assert path.exists(), f"the Dockerfile copies missing {source}"
-            files = [path] if path.is_file() else sorted(path.rglob("*.py"))
-            assert files, f"{source} has no Python files"
+            # Every file: the dashboard's page (HTML, CSS, JavaScript) is code too.
+            files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+            assert [f for f in files if f.suffix == ".py" or f == path], f"{source} has no Python"
             for file in files:
                 relative = file.relative_to(REPO).as_posix()
                 if "__pycache__" in relative:
                     continue
                 assert not _ignored(relative, rules), f".dockerignore drops {relative}"
-    assert copied == 4, "requirements.txt, fraudcore/, generator/, detector/"
+    assert copied == 5, "requirements.txt, fraudcore/, generator/, detector/, dashboard/"

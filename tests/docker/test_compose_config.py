@@ -36,6 +36,7 @@ COMBINATIONS = {
         {"generator", "detector", "prometheus", "grafana"},
     ),
     "app + secure": ([APP, APP_SECURE], [], {"generator", "detector"}),
+    "app --profile web": ([APP], ["web"], {"generator", "detector", "dashboard"}),
 }
 
 
@@ -79,6 +80,10 @@ def test_profiles_stay_off_unless_asked_for(models: dict[str, dict[str, Any]]) -
     assert _service(models["kafka --profile ui"], "kafka-ui")["profiles"] == ["ui"]
     for service in ("prometheus", "grafana"):
         assert _service(models["app --profile monitoring"], service)["profiles"] == ["monitoring"]
+    dashboard = _service(models["app --profile web"], "dashboard")
+    assert dashboard["profiles"] == ["web"]
+    ports = [(p["host_ip"], str(p["published"])) for p in dashboard["ports"]]
+    assert ports == [("127.0.0.1", "8088")]
 
 
 def _service_names(model: dict[str, Any]) -> list[str]:
