@@ -15,6 +15,14 @@ PYTEST_ARGS ?=
 # the services logging in with their own credentials (README "Security").
 SECURE ?=
 SECURE_FLAG := $(if $(filter 1 yes true,$(SECURE)),--secure)
+# BROKERS=3: a KRaft cluster of three nodes (broker.sh up --nodes; docs/cluster.md) on
+# 9092/9094/9096, every topic at replication factor 3; the services get all three addresses.
+BROKERS ?= 1
+ifneq ($(BROKERS)$(origin KAFKA_BROKER_URL),1undefined)
+ifeq ($(origin KAFKA_BROKER_URL),undefined)
+export KAFKA_BROKER_URL := $(shell $(BROKER) bootstrap --nodes $(BROKERS))
+endif
+endif
 
 .PHONY: help install jars kafka-up kafka-down kafka-clean consume consume-legit consume-fraud \
 	consume-invalid run watch bench test test-unit test-docker clean-docker lint typecheck clean
@@ -33,10 +41,10 @@ install: $(VENV)/.installed ## create .venv with the pinned packages
 jars: ## fetch the Kafka jars from Maven Central (once)
 	@$(BROKER) jars
 
-kafka-up: jars ## start the local broker on localhost:9092 (no-op if it runs; SECURE=1: TLS+SCRAM+ACLs)
-	@$(BROKER) up $(SECURE_FLAG)
+kafka-up: jars ## start the local broker on localhost:9092 (no-op if it runs; SECURE=1: TLS+SCRAM+ACLs; BROKERS=3: a cluster)
+	@$(BROKER) up $(SECURE_FLAG) $(if $(filter-out 1,$(BROKERS)),--nodes $(BROKERS))
 
-kafka-down: ## stop the local broker, keep its data
+kafka-down: ## stop the local broker (or every node of the cluster), keep its data
 	@$(BROKER) down
 
 kafka-clean: ## stop the local broker and wipe its data
