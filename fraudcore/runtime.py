@@ -56,14 +56,54 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
-def configure_logging(level: str, log_format: str = "human") -> None:
-    """Lines on stderr, human-readable or JSON; kafka-python's own chatter only from WARNING up."""
+# The client library logs every lost connection, reconnect attempt and coordinator lookup, each
+# at WARNING or ERROR and some with a traceback: hundreds of lines for one routine broker failover.
+CLIENT_LOGGER = "kafka"
+
+
+class ClientLogLimit(logging.Filter):
+    """On the handler: at most one line of the client library per `every` seconds (0: no
+    limit), telling how many were dropped since the last one; a connection error's traceback
+    becomes its one-line repr. Our own lines pass untouched."""
+
+    def __init__(self, every: float, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self._every = every
+        self._clock = clock
+        self._next_at = float("-inf")
+        self._dropped = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name != CLIENT_LOGGER and not record.name.startswith(CLIENT_LOGGER + "."):
+            return True
+        if record.exc_info and isinstance(record.exc_info[1], OSError):
+            record.msg = f"{record.getMessage()}: {record.exc_info[1]!r}"
+            record.args, record.exc_info, record.exc_text = None, None, None
+        now = self._clock()
+        if self._every > 0 and now < self._next_at:
+            self._dropped += 1
+            return False
+        self._next_at = now + self._every
+        if self._dropped:
+            record.msg = f"{record.getMessage()} ({self._dropped} more client lines dropped)"
+            record.args, self._dropped = None, 0
+        return True
+
+
+def configure_logging(
+    level: str, log_format: str = "human", client_level: str = "WARNING", client_every: float = 0
+) -> None:
+    """Lines on stderr, human-readable or JSON. The client library's own lines: from
+    `client_level` up (never below `level`), at most one per `client_every` seconds."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         JsonFormatter() if log_format == "json" else logging.Formatter(HUMAN_FORMAT)
     )
+    # On the handler, not the logger: a logger's filters never see its children's records.
+    handler.addFilter(ClientLogLimit(client_every))
     logging.basicConfig(level=level, handlers=[handler], force=True)
-    logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    client_threshold = max(logging.getLevelName(client_level), logging.getLevelName(level))
+    logging.getLogger(CLIENT_LOGGER).setLevel(client_threshold)
     quiet_reads_after_abort()
 
 
