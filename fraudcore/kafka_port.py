@@ -32,6 +32,7 @@ from fraudcore.errors import (
     NotAllowedError,
     RetriableClientError,
 )
+from fraudcore.kafka_sender_guard import keep_transactional_requests
 from fraudcore.kafka_workarounds import (
     call_with_deadline,
     discard_producer,
@@ -359,6 +360,7 @@ def new_producer(
     except KafkaError as exc:
         raise client_error(exc) from exc
     if transactional:
+        keep_transactional_requests(producer)
         try:
             producer.init_transactions()
         except BaseException as exc:
