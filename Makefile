@@ -25,7 +25,7 @@ endif
 endif
 
 .PHONY: help install jars kafka-up kafka-down kafka-clean consume consume-legit consume-fraud \
-	consume-invalid run watch bench test test-unit test-docker clean-docker lint typecheck clean
+	consume-invalid run watch bench test test-unit test-docker test-cluster clean-docker lint typecheck clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -104,6 +104,12 @@ test: install jars lint typecheck ## everything: lint, types, unit, integration,
 test-docker: install jars ## the Docker tier for real: images built, containers run (~8 min cold)
 	@env_file=$$(scripts/docker-tier.sh setup) && source "$$env_file" && \
 		$(PY) -m pytest -m docker $(PYTEST_ARGS)
+
+# The cluster tier: a three-node KRaft cluster from the jars, brokers killed under the running
+# stack (tests/cluster; docs/cluster.md). Skipped by `make test`: three JVMs and minutes of
+# failovers.
+test-cluster: install jars ## the cluster tier: three brokers, killed and restarted (~10 min)
+	FRAUD_CLUSTER_TIER=1 $(PY) -m pytest -m cluster tests/cluster $(PYTEST_ARGS)
 
 clean-docker: ## stop the Docker tier's podman service, remove its cache and images
 	@scripts/docker-tier.sh clean
