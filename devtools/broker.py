@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BROKER_SCRIPT = REPO_ROOT / "kafka" / "broker.sh"
@@ -80,7 +81,33 @@ def broker_script(
     return output
 
 
-class JarBroker:
+class _StartedInWith:
+    """`with broker:` starts it (closing it again if the start fails) and closes it after."""
+
+    def start(self) -> str:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class JarBroker(_StartedInWith):
     """A single-node KRaft broker from the project's jars on free ports; its data in `data_dir`.
 
     `start()` runs `up`, `stop()` runs `down` (the data stays, so `start()` brings the same
@@ -128,24 +155,8 @@ class JarBroker:
         except BrokerScriptError:  # e.g. `up` failed before it marked the dir as its own
             self._script("down")
 
-    def __enter__(self) -> JarBroker:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-class JarCluster:
+class JarCluster(_StartedInWith):
     """A KRaft cluster of `nodes` jar nodes (`kafka/broker.sh up --nodes`), each broker and
     controller, on free ports; node i's data in `data_dir`/node-i.
 
@@ -206,22 +217,6 @@ class JarCluster:
     def close(self) -> None:
         if self.data_dir.exists():
             self._script("clean")
-
-    def __enter__(self) -> JarCluster:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def _state(pid: int) -> str:
