@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from typing import Any, Literal, TypeVar
 
-from pydantic import Field, PositiveFloat, PositiveInt, ValidationError, field_validator
+from pydantic import (
+    Field,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import SettingsConfigDict
 
 from fraudcore.core import topics
@@ -49,6 +56,10 @@ class CommonSettings(KafkaSecuritySettings):
     log_level: LogLevel = "INFO"
     # human: one readable line per event; json: one JSON object per line (for log shippers).
     log_format: LogFormat = "human"
+    # The client library's own lines: from this level up, at most one per
+    # KAFKA_CLIENT_LOG_EVERY_SECONDS (0: all). DEBUG and 0 show all it says, for debugging.
+    kafka_client_log_level: LogLevel = "WARNING"
+    kafka_client_log_every_seconds: NonNegativeFloat = 10.0
     # /metrics (Prometheus) and /health on this port; unset or 0: no server (fraudcore/metrics.py).
     # 0 is for compose, whose ${VAR:-default} cannot leave a variable unset: replicas that share
     # one network namespace turn it off that way (README "Scaling and metrics").
@@ -64,7 +75,7 @@ class CommonSettings(KafkaSecuritySettings):
     def _zero_metrics_port_is_off(cls, value: int | None) -> int | None:
         return value or None
 
-    @field_validator("log_level", mode="before")
+    @field_validator("log_level", "kafka_client_log_level", mode="before")
     @classmethod
     def _upper_log_level(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value

@@ -54,19 +54,60 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
-# The Kafka client libraries' loggers: their own chatter only from WARNING up.
-LIBRARY_LOGGERS = ("kafka",)
+# The Kafka client libraries' loggers (kafka-python's, and confluent-kafka's as its adapter names
+# it). kafka-python logs every lost connection, reconnect attempt and coordinator lookup, each at
+# WARNING or ERROR and some with a traceback: hundreds of lines for one routine broker failover.
+LIBRARY_LOGGERS = ("kafka", "confluent_kafka")
 
 
-def configure_logging(level: str, log_format: str = "human") -> None:
-    """Lines on stderr, human-readable or JSON; the client libraries' only from WARNING up."""
+def _is_library_logger(name: str) -> bool:
+    return any(name == lib or name.startswith(lib + ".") for lib in LIBRARY_LOGGERS)
+
+
+class ClientLogLimit(logging.Filter):
+    """On the handler: at most one line of the client library per `every` seconds (0: no
+    limit), telling how many were dropped since the last one; a connection error's traceback
+    becomes its one-line repr. Our own lines pass untouched."""
+
+    def __init__(self, every: float, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self._every = every
+        self._clock = clock
+        self._next_at = float("-inf")
+        self._dropped = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not _is_library_logger(record.name):
+            return True
+        if record.exc_info and isinstance(record.exc_info[1], OSError):
+            record.msg = f"{record.getMessage()}: {record.exc_info[1]!r}"
+            record.args, record.exc_info, record.exc_text = None, None, None
+        now = self._clock()
+        if self._every > 0 and now < self._next_at:
+            self._dropped += 1
+            return False
+        self._next_at = now + self._every
+        if self._dropped:
+            record.msg = f"{record.getMessage()} ({self._dropped} more client lines dropped)"
+            record.args, self._dropped = None, 0
+        return True
+
+
+def configure_logging(
+    level: str, log_format: str = "human", client_level: str = "WARNING", client_every: float = 0
+) -> None:
+    """Lines on stderr, human-readable or JSON. The client libraries' own lines: from
+    `client_level` up (never below `level`), at most one per `client_every` seconds."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         JsonFormatter() if log_format == "json" else logging.Formatter(HUMAN_FORMAT)
     )
+    # On the handler, not the logger: a logger's filters never see its children's records.
+    handler.addFilter(ClientLogLimit(client_every))
     logging.basicConfig(level=level, handlers=[handler], force=True)
+    client_threshold = max(logging.getLevelName(client_level), logging.getLevelName(level))
     for name in LIBRARY_LOGGERS:
-        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+        logging.getLogger(name).setLevel(client_threshold)
 
 
 class StopFlag:

@@ -56,7 +56,12 @@ def start(
     except SettingsError as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         raise ServiceExit(2) from None
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(
+        settings.log_level,
+        settings.log_format,
+        settings.kafka_client_log_level,
+        settings.kafka_client_log_every_seconds,
+    )
     redact_secrets_in_logs(settings)  # a password never reaches a log line
     log.info("%s starting: %s", name, settings.describe())
     stop = StopFlag.install()

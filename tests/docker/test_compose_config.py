@@ -22,6 +22,8 @@ REPO_TOPICS = REPO / "kafka" / "topics.txt"
 pytestmark = pytest.mark.docker
 
 KAFKA, KAFKA_SECURE = REPO / "docker-compose.kafka.yml", REPO / "docker-compose.kafka.secure.yml"
+KAFKA_CLUSTER = REPO / "docker-compose.kafka.cluster.yml"
+CLUSTER_BROKERS = {"broker-1", "broker-2", "broker-3"}
 APP, APP_SECURE = REPO / "docker-compose.yml", REPO / "docker-compose.secure.yml"
 
 # README "With Docker", "Observability" and "Security": file sets, profiles, their services.
@@ -29,6 +31,7 @@ COMBINATIONS = {
     "kafka": ([KAFKA], [], {"broker", "kafka-init"}),
     "kafka --profile ui": ([KAFKA], ["ui"], {"broker", "kafka-init", "kafka-ui"}),
     "kafka + secure": ([KAFKA, KAFKA_SECURE], [], {"broker", "kafka-init"}),
+    "kafka cluster": ([KAFKA_CLUSTER], [], {*CLUSTER_BROKERS, "kafka-init"}),
     "app": ([APP], [], {"generator", "detector"}),
     "app --profile monitoring": (
         [APP],
@@ -98,7 +101,7 @@ def test_the_app_file_joins_the_network_the_kafka_file_creates(
     assert created["name"] == joined["name"] == "kafka-network"
     assert not created.get("external")
     assert joined.get("external") is True
-    for name in ("kafka + secure", "app + secure", "app --profile monitoring"):
+    for name in ("kafka + secure", "app + secure", "app --profile monitoring", "kafka cluster"):
         assert models[name]["networks"]["default"]["name"] == "kafka-network", name
 
 
@@ -122,6 +125,33 @@ def test_apps_build_their_stage_with_their_own_metrics_port(
 def test_every_broker_stops_with_a_grace_period(models: dict[str, dict[str, Any]]) -> None:
     for name in ("kafka", "kafka --profile ui", "kafka + secure"):
         assert _service(models[name], "broker").get("stop_grace_period") == "1m0s", name
+    for broker in CLUSTER_BROKERS:
+        assert _service(models["kafka cluster"], broker).get("stop_grace_period") == "1m0s"
+
+
+def test_the_cluster_replicates_everything_three_times(models: dict[str, dict[str, Any]]) -> None:
+    """Three voters, each its own node id, host port and volume; RF 3 and min ISR 2 for the
+    internal topics, the broker default and the topics kafka-init creates; healthchecks."""
+    model = models["kafka cluster"]
+    node_ids, host_ports, volumes = set(), set(), set()
+    for broker in CLUSTER_BROKERS:
+        spec = _service(model, broker)
+        env = _env(spec)
+        node_ids.add(env["KAFKA_NODE_ID"])
+        host_ports.add(spec["ports"][0]["published"])
+        volumes.add(spec["volumes"][0]["source"])
+        assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"].count("@") == 3
+        assert f"PLAINTEXT://{broker}:9092" in env["KAFKA_ADVERTISED_LISTENERS"]
+        for key in ("OFFSETS_TOPIC", "TRANSACTION_STATE_LOG", "DEFAULT"):
+            assert env[f"KAFKA_{key}_REPLICATION_FACTOR"] == "3", (broker, key)
+        assert env["KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"] == env["KAFKA_MIN_INSYNC_REPLICAS"] == "2"
+        assert f"{broker}:9092" in spec["healthcheck"]["test"]
+    assert len(node_ids) == len(host_ports) == len(volumes) == 3
+    init = _service(model, "kafka-init")
+    assert set(init["depends_on"]) == CLUSTER_BROKERS
+    assert all(d["condition"] == "service_healthy" for d in init["depends_on"].values())
+    script = "\n".join(init["command"])
+    assert "--replication-factor 3 --config min.insync.replicas=2" in script
 
 
 # --------------------------------------------------------------------------- secure, merged

@@ -18,7 +18,9 @@ from typing import Any
 import pytest
 from kafka.errors import KafkaError, KafkaTimeoutError, ProducerFencedError
 from kafka.net.transport import KafkaSSLTransport, KafkaTCPTransport
+from kafka.producer.sender import Sender
 
+from fraudcore.kafka.kafka_python.sender_guard import keep_transactional_requests
 from fraudcore.kafka.kafka_python.workarounds import (
     READ_ERROR_MESSAGE,
     TRANSPORT_LOGGER,
@@ -148,3 +150,25 @@ def test_a_read_after_an_abort_is_not_logged_as_a_broken_connection(
         assert len(caplog.records) == 1
     finally:
         logger.filters[:] = saved
+
+
+def test_the_sender_still_drops_a_transactional_request_when_await_ready_raises() -> None:
+    """What the sender guard (kafka_python/sender_guard.py) guards against: in
+    _maybe_send_pending_request an
+    exception from await_ready leads to a coordinator lookup and a break, and the request is
+    queued again only while target_node is None (it is the coordinator by then)."""
+    source = inspect.getsource(Sender._maybe_send_pending_request)
+    assert "self._client.await_ready(target_node" in source
+    assert "lookup_coordinator_for_request(next_request_handler)" in source
+    assert "if target_node is None:\n            self._transaction_manager.retry" in source
+
+
+def test_the_guard_makes_the_senders_await_ready_answer_false(producer: KafkaProducer) -> None:
+    keep_transactional_requests(producer)
+    keep_transactional_requests(producer)  # once is enough; twice changes nothing
+    client = producer._sender._client
+    assert type(client).__name__ == "_ReadyOrNot"
+    assert type(client._wrapped).__name__ != "_ReadyOrNot"
+    # Nothing listens on the bootstrap address: kafka-python itself would raise here.
+    assert client.await_ready("no-such-node", timeout_ms=100) is False
+    assert client.in_flight_request_count() == 0, "everything else goes to the real client"

@@ -12,7 +12,7 @@ import pytest
 
 from detector.config import DetectorSettings
 from fraudcore.config import SettingsError, load_settings
-from fraudcore.runtime import HUMAN_FORMAT, JsonFormatter, configure_logging
+from fraudcore.runtime import HUMAN_FORMAT, ClientLogLimit, JsonFormatter, configure_logging
 from tests.kafka_helpers import REPO_ROOT
 
 
@@ -108,3 +108,53 @@ def test_a_service_logs_json_lines_end_to_end() -> None:
     assert entries[0]["message"].startswith("detector starting:")
     assert entries[-1]["level"] == "ERROR"
     assert "no Kafka broker answered" in entries[-1]["message"]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def client_record(name: str, message: str, exc: BaseException | None = None) -> logging.LogRecord:
+    exc_info = None if exc is None else (type(exc), exc, None)
+    return logging.LogRecord(name, logging.ERROR, __file__, 1, message, None, exc_info)
+
+
+def test_client_lines_are_limited_to_one_per_interval_and_say_what_was_dropped() -> None:
+    clock = Clock()
+    limit = ClientLogLimit(10.0, clock)
+    assert limit.filter(client_record("kafka.net.connection", "connection lost"))
+    assert not limit.filter(client_record("kafka.net.manager", "connection failed"))
+    assert not limit.filter(client_record("kafka.coordinator", "coordinator dead"))
+    assert limit.filter(client_record("detector.app", "batch failed")), "our own lines pass"
+    clock.now += 10.0
+    later = client_record("kafka.producer.sender", "retrying")
+    assert limit.filter(later)
+    assert later.getMessage() == "retrying (2 more client lines dropped)"
+
+
+def test_a_connection_reset_traceback_becomes_one_line() -> None:
+    limit = ClientLogLimit(0.0)
+    record = client_record("kafka.net.transport", "error receiving", ConnectionResetError(104, "x"))
+    assert limit.filter(record)
+    assert record.exc_info is None
+    assert record.getMessage() == "error receiving: ConnectionResetError(104, 'x')"
+    other = client_record("kafka.net.transport", "bug", ValueError("y"))
+    assert limit.filter(other)
+    assert other.exc_info is not None, "an unexpected error keeps its traceback"
+
+
+@pytest.mark.usefixtures("restore_root_logging")
+def test_client_log_level_setting_turns_the_library_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA_CLIENT_LOG_LEVEL", "debug")
+    monkeypatch.setenv("KAFKA_CLIENT_LOG_EVERY_SECONDS", "0")
+    settings = load_settings(DetectorSettings)
+    configure_logging(
+        "DEBUG", "human", settings.kafka_client_log_level, settings.kafka_client_log_every_seconds
+    )
+    assert logging.getLogger("kafka").level == logging.DEBUG
+    configure_logging("INFO", "human", settings.kafka_client_log_level)
+    assert logging.getLogger("kafka").level == logging.INFO, "never below LOG_LEVEL"

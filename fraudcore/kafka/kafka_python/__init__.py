@@ -1,8 +1,8 @@
 """The kafka-python adapter: the Kafka port (fraudcore/kafka/ports.py) on kafka-python 3.0.12.
 
 The only package of the services that imports kafka-python. What it needs of the library's
-internals is quarantined in workarounds.py and login.py, each piece tested against the real
-library (tests/unit/test_kafka_workarounds.py).
+internals is quarantined in workarounds.py, sender_guard.py and login.py, each piece tested
+against the real library (tests/unit/test_kafka_workarounds.py).
 """
 
 from __future__ import annotations

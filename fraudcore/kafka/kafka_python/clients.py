@@ -21,6 +21,7 @@ from fraudcore.config import CommonSettings
 from fraudcore.errors import BufferFullError, ClientError, KafkaSecurityError
 from fraudcore.kafka.kafka_python.errors import client_error
 from fraudcore.kafka.kafka_python.partitioner import KeyHashPartitioner
+from fraudcore.kafka.kafka_python.sender_guard import keep_transactional_requests
 from fraudcore.kafka.kafka_python.workarounds import (
     call_with_deadline,
     discard_producer,
@@ -322,6 +323,7 @@ def new_producer(settings: CommonSettings, client_id: str, config: ProducerConfi
     an older producer with the same transactional id and aborts what it left open."""
     producer = mapped(lambda: KafkaProducer(**producer_options(settings, client_id, config)))
     if config.transactional_id is not None:
+        keep_transactional_requests(producer)
         try:
             producer.init_transactions()
         except BaseException as exc:
