@@ -7,6 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import yaml
 
 from detector.config import DetectorSettings
 from fraudcore.config import SettingsError, load_settings
@@ -245,3 +246,12 @@ def test_without_a_rules_file_the_rules_are_amount_then_velocity() -> None:
     value = encode(Transaction("A", "B", Decimal("950.00")))
     got = [state.classify(value, T0 + i, i).rules for i in range(4)]
     assert got == [b"amount", b"amount", b"amount,velocity", b"amount,velocity"]
+
+
+def test_compose_mounts_the_example_rules_file_where_rules_file_finds_it() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    detector = compose["services"]["detector"]
+    assert "./rules:/app/rules:ro" in detector["volumes"]
+    assert detector["environment"]["RULES_FILE"] == "${RULES_FILE:-}"
+    # The image's working directory is /app: rules/example.yaml is the mounted example.
+    assert load_rules(ROOT / "rules" / "example.yaml").names
