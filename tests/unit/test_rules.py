@@ -78,7 +78,7 @@ def test_an_account_that_idled_out_starts_afresh_with_a_tombstone() -> None:
     # B moves the stream time more than a day past A's last transaction: A is dropped
     later = T0 + 2 + DAY + 1
     assert state.fires("B", Decimal(5), later, 3, later) is False
-    assert state.changes() == [("B", f"{later} 5".encode()), ("A", None)]
+    assert state.changes() == [("B", f"{later} 0 5".encode()), ("A", None)]
     assert len(state) == 1
     # A comes back: no history, so even a huge amount does not fire
     assert state.fires("A", Decimal(99999), later + 1, 4, later + 1) is False
