@@ -119,11 +119,15 @@ class RuleStates:
                 tp, checkpoint.replay_from, committed.offset, RESTORE_TIMEOUT_SECONDS
             )
             rules.replay(((r.value, r.timestamp, r.offset) for r in records), self._max_value_bytes)
+            windows = rules.replay_states()
             log.info(
-                "restored the windows of %s: offsets %d to %d read, in %.3fs",
+                "restored the windows of %s: offsets %d to %d read, %d transactions of %d "
+                "accounts held, in %.3fs",
                 where,
                 checkpoint.replay_from,
                 committed.offset,
+                max(len(window) for window in windows),
+                max(window.accounts for window in windows),
                 time.monotonic() - started,
             )
         if checkpoint.stream_time is not None and (

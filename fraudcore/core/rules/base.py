@@ -57,6 +57,13 @@ class ReplayState(RuleState, Protocol):
     def first_offset_held(self) -> int | None:
         """The offset of the earliest transaction still held; None when nothing is."""
 
+    def __len__(self) -> int:
+        """Transactions held."""
+
+    @property
+    def accounts(self) -> int:
+        """Accounts with anything held."""
+
 
 class ChangelogState(RuleState, Protocol):
     """A CHANGELOG rule's state: per account, a value of bytes (None: the account is gone)."""

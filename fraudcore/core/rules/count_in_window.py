@@ -27,6 +27,13 @@ class _Counting:
     ) -> bool:
         return self.window.fires(account, timestamp, offset)
 
+    def __len__(self) -> int:
+        return len(self.window)
+
+    @property
+    def accounts(self) -> int:
+        return self.window.accounts
+
     def first_offset_held(self) -> int | None:
         window = self.window
         return window.checkpoint(-1).replay_from if len(window) else None

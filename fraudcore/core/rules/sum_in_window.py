@@ -89,6 +89,10 @@ class _Sums:
     def __len__(self) -> int:
         return len(self._arrivals)
 
+    @property
+    def accounts(self) -> int:
+        return len(self._accounts)
+
 
 class SumInWindow(Rule):
     type: Literal["sum_in_window"] = "sum_in_window"
