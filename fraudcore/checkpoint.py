@@ -165,16 +165,15 @@ class Checkpoint:
         return self._clock() - self.started
 
     def send(self, outputs: Iterable[Output]) -> None:
-        try:
-            self._producer.send(outputs)
-        except ClientError:
-            self._move(BatchState.FAILED)
-            raise
+        self._sending(lambda: self._producer.send(outputs))
 
     def send_to_partitions(self, outputs: Iterable[PartitionedOutput]) -> None:
         """Send records to the partitions they name (the changelogs'), in this batch."""
+        self._sending(lambda: self._producer.send_to_partitions(outputs))
+
+    def _sending(self, send: Callable[[], int]) -> None:
         try:
-            self._producer.send_to_partitions(outputs)
+            send()
         except ClientError:
             self._move(BatchState.FAILED)
             raise

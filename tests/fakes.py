@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from fraudcore.errors import ClientError, TransactionStalledError
 from fraudcore.kafka.ports import PartitionsCallback
@@ -176,19 +177,17 @@ class FakeProducer:
             raise failure
 
     def send(self, outputs: Iterable[Output]) -> int:
-        count = 0
-        for output in outputs:
-            self._call("send")
-            self._unanswered.append(output)
-            count += 1
-        return count
+        return self._queue(outputs, self._unanswered)
 
     def send_to_partitions(self, outputs: Iterable[PartitionedOutput]) -> int:
         """As send(); a flush completes these into `written_to_partitions`."""
+        return self._queue(outputs, self._unanswered_partitioned)
+
+    def _queue(self, outputs: Iterable[Any], unanswered: list[Any]) -> int:
         count = 0
         for output in outputs:
             self._call("send")
-            self._unanswered_partitioned.append(output)
+            unanswered.append(output)
             count += 1
         return count
 
