@@ -11,6 +11,8 @@ LEGIT_TOPIC ?= streaming.transactions.legit
 FRAUD_TOPIC ?= streaming.transactions.fraud
 DEAD_LETTER_TOPIC ?= streaming.transactions.invalid
 PYTEST_ARGS ?=
+# The detectors' rules file for `make run` (docs/rules.md); unset: FRAUD_AMOUNT_THRESHOLD, VELOCITY_*.
+RULES_FILE ?=
 # SECURE=1: the local broker with TLS, SCRAM users and ACLs (kafka/broker.sh up --secure), and
 # the services logging in with their own credentials (docs/security.md).
 SECURE ?=
@@ -67,8 +69,9 @@ consume-fraud: install jars ## print the fraud topic
 consume-invalid: install jars ## print the dead-letter topic
 	@$(BROKER) consume "$(DEAD_LETTER_TOPIC)" $(MAX)
 
-run: install kafka-up ## broker + generator + detector(s) + the dashboard page (printed); Ctrl-C stops all
-	@DETECTORS=$(DETECTORS) SECURE=$(if $(SECURE_FLAG),1,) PYTHON=$(PY) scripts/run-local.sh
+run: install kafka-up ## broker + generator + detector(s) + the dashboard page (printed); RULES_FILE=path: the rules; Ctrl-C stops all
+	@DETECTORS=$(DETECTORS) SECURE=$(if $(SECURE_FLAG),1,) PYTHON=$(PY) RULES_FILE=$(RULES_FILE) \
+		scripts/run-local.sh
 
 watch: install ## live dashboard of the topics and the detector's lag; q quits
 	@$(PY) -m dashboard

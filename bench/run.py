@@ -14,17 +14,25 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench import detector_bench, generator_bench, latency, machine, report, velocity_bench
+from bench import (
+    detector_bench,
+    generator_bench,
+    latency,
+    machine,
+    report,
+    rules_bench,
+    velocity_bench,
+)
 from bench.baselines import consumer_performance, producer_performance
 from bench.broker import LocalBroker
 from bench.chart import chart
-from bench.config import BenchConfig
+from bench.config import QUICK, BenchConfig
 from bench.context import Context, log
 from bench.kafka_ops import create_topics, encoded_transactions
 from bench.procs import stop_all
 from devtools.broker import REPO_ROOT
 
-SECTIONS = ("generator", "detector", "kafka_tools", "latency", "velocity")
+SECTIONS = ("generator", "detector", "kafka_tools", "latency", "velocity", "rules")
 DEFAULT_OUT = REPO_ROOT / "bench" / "results"
 
 
@@ -107,6 +115,8 @@ def measure(ctx: Context, sections: set[str]) -> dict[str, Any]:
         results["velocity_state"] = velocity_bench.window_state(ctx)
     if "latency" in sections:
         results["latency"] = latency.all_runs(ctx, detector_bench.GUARANTEES)
+    if "rules" in sections:
+        results["rules_state"] = rules_bench.measure(quick=cfg.mode == QUICK)
     by_run = {
         f"throughput, {g}{label}": results[key][g]["peak_rss_mb"]
         for key, label in (("detector", ""), ("detector_velocity", ", velocity on"))

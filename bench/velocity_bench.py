@@ -24,7 +24,7 @@ from kafka import KafkaProducer
 
 MAX_TRANSACTIONS = int(VELOCITY_ENV["VELOCITY_MAX_TRANSACTIONS"])  # N of the velocity rows
 RESTORED = re.compile(
-    r"restored the velocity window of \S+: offsets (\d+) to (\d+) read, (\d+) transactions of "
+    r"restored the windows of \S+: offsets (\d+) to (\d+) read, (\d+) transactions of "
     r"(\d+) accounts held, in ([\d.]+)s"
 )
 

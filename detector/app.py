@@ -6,9 +6,10 @@ mode one Kafka transaction holds its outputs and input offsets, in at_least_once
 are committed once every output is acknowledged. When anything fails, fraudcore/error_policy.py
 gives the whole plan and this loop carries it out.
 
-Each assigned partition is RESTORING until its position (and, with the velocity rule on, its
-window) is rebuilt at its committed offset, then ACTIVE; a failed batch sends every partition
-back to RESTORING, so that nothing past the committed offsets is skipped or counted twice.
+Each assigned partition is RESTORING until its position and its rules' state
+(detector/rule_state.py) are rebuilt at its committed offset, then ACTIVE; a failed batch sends
+every partition back to RESTORING, so that nothing past the committed offsets is skipped or
+counted twice.
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from collections.abc import Callable, Mapping, Sequence
 from detector.clients import make_consumer, make_producer, required_topics
 from detector.config import DetectorSettings
 from detector.routing import Router
-from detector.windows import VelocityWindows
+from detector.rule_state import RuleStates
 from fraudcore import kafka, service
 from fraudcore.checkpoint import BatchState, Checkpoint, CommittedStats
-from fraudcore.core.rule import RULES
+from fraudcore.core.topics import changelog_topics
 from fraudcore.error_policy import Plan, Step, plan
 from fraudcore.errors import ClientError, FencedError, KafkaSecurityError, NotAllowedError
 from fraudcore.health import Liveness
@@ -45,9 +46,20 @@ class FatalDetectorError(RuntimeError):
 
 
 class PartitionState(enum.Enum):
-    RESTORING = "paused until its position and window are rebuilt at the committed offset"
+    RESTORING = "paused until its position and rule state are rebuilt at the committed offset"
     ACTIVE = "its records are processed"
     REVOKING = "its last batch is being committed before it goes"
+
+
+def render_stats(window: Counter[str], seconds: float, rule_names: Sequence[str]) -> str:
+    """The stats line: records per verdict in the window, and fraud by rule."""
+    total = window["legit"] + window["fraud"] + window["invalid"]
+    share = 100 * window["fraud"] / (window["legit"] + window["fraud"] or 1)
+    by_rule = ", ".join(f"{rule} {window['rule.' + rule]}" for rule in rule_names)
+    return (
+        f"detector: {total / seconds:.1f} tx/s legit={window['legit']} fraud={window['fraud']} "
+        f"({by_rule}) invalid={window['invalid']} fraud share {share:.1f}%"
+    )
 
 
 class Detector:
@@ -86,23 +98,17 @@ class Detector:
         self._commit_interval = settings.commit_interval_ms / 1000
         self._checkpoint: Checkpoint | None = None  # the open batch
         self.partitions: dict[TopicPartition, PartitionState] = {}
-        # The velocity rule's state, None when it is off; new_reader reads the input back.
-        rule = settings.velocity_rule
-        self.windows: VelocityWindows | None = None
-        if rule is not None:
-            if new_reader is None:
-                raise ValueError("the velocity rule needs new_reader to rebuild its windows")
-            self.windows = VelocityWindows(rule, new_reader, settings.max_transaction_bytes)
-
-    @staticmethod
-    def _render(window: Counter[str], seconds: float) -> str:
-        total = window["legit"] + window["fraud"] + window["invalid"]
-        share = 100 * window["fraud"] / (window["legit"] + window["fraud"] or 1)
-        by_rule = ", ".join(f"{rule} {window['rule.' + rule]}" for rule in RULES)
-        return (
-            f"detector: {total / seconds:.1f} tx/s legit={window['legit']} fraud={window['fraud']} "
-            f"({by_rule}) invalid={window['invalid']} fraud share {share:.1f}%"
+        # The rules' state of each partition; new_reader reads the input and changelogs back.
+        rule_set = settings.rule_set
+        self.rules = RuleStates(
+            rule_set,
+            new_reader,
+            settings.max_transaction_bytes,
+            changelog_topics(settings.consumer_group, settings.changelog_rule_names),
         )
+
+    def _render(self, window: Counter[str], seconds: float) -> str:
+        return render_stats(window, seconds, self.rules.rule_set.names)
 
     def subscribe(self) -> None:
         self.consumer.subscribe(
@@ -123,8 +129,7 @@ class Detector:
             return 1
         finally:
             self.stats.maybe_log(force=True)
-            if self.windows is not None:
-                self.windows.close()
+            self.rules.close()
         return 0
 
     def poll_once(self) -> None:
@@ -177,13 +182,15 @@ class Detector:
         try:
             if opening:
                 checkpoint.begin()
-            windows = self.windows
+            states = self.rules
             for tp, records in batches.items():
-                window = None if windows is None else windows.window(tp)
-                checkpoint.send(self._router.outputs(records, checkpoint.tally, window))
+                rules = states.partition(tp)
+                checkpoint.send(self._router.outputs(records, checkpoint.tally, rules))
                 next_offset = records[-1].offset + 1
-                metadata = "" if windows is None else windows.metadata(tp, next_offset)
-                checkpoint.processed(tp, next_offset, metadata)
+                changes = states.changelog(tp, next_offset)
+                if changes:  # the changelog goes in the same batch (transaction) as the outputs
+                    checkpoint.send_to_partitions(changes)
+                checkpoint.processed(tp, next_offset, states.metadata(tp, next_offset))
         except ClientError as exc:  # the producer refused a record: the whole batch is redone
             self._checkpoint = None
             self._apply_plan(checkpoint, exc)
@@ -200,8 +207,7 @@ class Detector:
         finally:
             for tp in revoked:
                 self.partitions.pop(tp, None)
-            if self.windows is not None:
-                self.windows.forget(revoked)
+            self.rules.forget(revoked)
 
     def _on_assigned(self, assigned: set[TopicPartition]) -> None:
         log.info("assigned partitions: %s", sorted(label(tp) for tp in assigned))
@@ -313,7 +319,7 @@ class Detector:
 
     def _restore(self) -> set[TopicPartition]:
         """Rebuild every RESTORING partition at its committed offset: seek there and rebuild its
-        window, paused meanwhile, then make it ACTIVE. The partitions it restored."""
+        rules' state, paused meanwhile, then make it ACTIVE. The partitions it restored."""
         restoring = [tp for tp, s in self.partitions.items() if s is PartitionState.RESTORING]
         if not restoring:
             return set()
@@ -326,14 +332,13 @@ class Detector:
         return set(restoring)
 
     def _restore_partition(self, tp: TopicPartition) -> bool:
-        """Seek `tp` to its committed offset and rebuild its window there; False if stopped
-        while the broker could not tell."""
+        """Seek `tp` to its committed offset and rebuild its rules' state there; False if
+        stopped while the broker could not tell."""
         while True:
             try:
                 committed = self.consumer.committed(tp)
-                if self.windows is not None:
-                    self.windows.restore(tp, committed)
-                    self.liveness.beat()  # a restore is progress, not a stuck loop
+                self.rules.restore(tp, committed)
+                self.liveness.beat()  # a restore is progress, not a stuck loop
                 break
             except ClientError as exc:
                 todo = self._plan(exc, Step.RESTORE)

@@ -6,7 +6,7 @@ topic and the legit, fraud and dead-letter topics with isolation_level=read_comm
 beginning up to the end offsets it finds when it starts (so it always finishes), and matches each
 input record to its outputs (detector/audit_match.py). Where each input belongs is recomputed
 from the input alone by the rules' reference implementation (detector/reference.py), the
-velocity rule included when VELOCITY_* are set.
+rules of RULES_FILE, or of FRAUD_AMOUNT_THRESHOLD and VELOCITY_*, as the detector's.
 
 Exit status: 0 all is well, 1 something is lost, duplicated, misrouted, wrongly labelled
 (fraud.rules) or unexpected, 2 a bad setting, 3 the audit could not be completed (no broker, no
@@ -21,13 +21,12 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
-from decimal import Decimal
 
 from detector.audit_match import AuditResult, AuditTopics, Record, audit_records
 from detector.config import DetectorSettings
 from fraudcore import kafka
 from fraudcore.config import SettingsError, load_settings
-from fraudcore.core.velocity import VelocityRule
+from fraudcore.core.rules.ruleset import RuleSet
 from fraudcore.errors import BrokerUnavailableError, ClientError
 from fraudcore.kafka.reading import IncompleteReadError, TopicReader
 from fraudcore.kafka.types import ConsumedRecord
@@ -51,17 +50,10 @@ def _record(r: ConsumedRecord) -> Record:
 def render(
     result: AuditResult,
     missing: Sequence[str],
-    threshold: Decimal,
-    velocity: VelocityRule | None = None,
+    rules: RuleSet,
 ) -> str:
     topics = result.topics
-    rules = f"amount > {threshold}"
-    if velocity is not None:
-        rules += (
-            f" or more than {velocity.max_transactions} transactions of the account in "
-            f"{velocity.window_seconds:g}s"
-        )
-    lines = [f"audit: read_committed, fraud if {rules}"]
+    lines = [f"audit: read_committed, fraud if any fires of: {rules.describe()}"]
     lines.append(f"  {'input':<12} {topics.input:<40} {result.inputs:>9}")
     for role, topic in topics.outputs.items():
         lines.append(
@@ -138,9 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 [_record(r) for r in reader.records([topics.input])],
                 map(_record, reader.records(outputs)),  # streamed: only inputs are kept
                 topics,
-                threshold=settings.fraud_amount_threshold,
+                rules=settings.rule_set,
                 max_value_bytes=settings.max_transaction_bytes,
-                velocity=settings.velocity_rule,
             )
             missing = reader.missing
     except (BrokerUnavailableError, IncompleteReadError, ClientError) as exc:
@@ -149,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         print(json.dumps({**result.to_dict(), "missing_topics": missing}))
     else:
-        print(render(result, missing, settings.fraud_amount_threshold, settings.velocity_rule))
+        print(render(result, missing, settings.rule_set))
     return EXIT_OK if result.ok else EXIT_PROBLEMS
 
 

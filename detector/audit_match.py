@@ -15,21 +15,19 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any, NamedTuple
 
 from detector.config import DetectorSettings
 from detector.reference import ReferenceRules
 from fraudcore.core.codec import DEFAULT_MAX_VALUE_BYTES
 from fraudcore.core.rule import (
-    DEFAULT_THRESHOLD,
     HEADER_RULES,
     HEADER_SOURCE_OFFSET,
     HEADER_SOURCE_PARTITION,
     HEADER_SOURCE_TOPIC,
     Verdict,
 )
-from fraudcore.core.velocity import VelocityRule
+from fraudcore.core.rules.ruleset import RuleSet
 
 MAX_EXAMPLES = 5
 PREVIEW_BYTES = 80
@@ -229,7 +227,7 @@ class _Matcher:
 
     def _check_verdict(self, record: Record, expected: list[tuple[str, bytes]]) -> None:
         """Right topic, and, in legit or fraud, the right fraud.rules (one of the inputs' it
-        is a copy of: identical inputs can differ by velocity)."""
+        is a copy of: identical inputs can differ by a stateful rule)."""
         if record.topic == self._topics.dead_letter and any(
             topic == record.topic for topic, _ in expected
         ):
@@ -277,9 +275,8 @@ def audit_records(
     outputs: Iterable[Record],
     topics: AuditTopics,
     *,
-    threshold: Decimal = DEFAULT_THRESHOLD,
+    rules: RuleSet | None = None,
     max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
-    velocity: VelocityRule | None = None,
     max_examples: int = MAX_EXAMPLES,
 ) -> AuditResult:
     """Match input records to output records; pure, so it is tested without a broker.
@@ -289,10 +286,11 @@ def audit_records(
     to; wrong_rules = legit or fraud records without the fraud.rules header the rules give their
     input (none on legit); unexpected = output records that are a copy of no input record.
     Records in topics other than the three output topics are ignored. Inputs are given in
-    offset order within each partition (the velocity rule counts in that order).
+    offset order within each partition (the stateful rules count in that order). `rules`: the
+    rule set (by default the amount rule at its default threshold).
     """
-    rules = ReferenceRules(threshold, max_value_bytes, velocity)
-    matcher = _Matcher(topics, rules, max_examples)
+    reference = ReferenceRules(rules or RuleSet.from_settings(), max_value_bytes)
+    matcher = _Matcher(topics, reference, max_examples)
     for record in inputs:
         matcher.add_input(record)
     for record in outputs:

@@ -5,7 +5,12 @@ from __future__ import annotations
 from detector.config import DetectorSettings
 from fraudcore import kafka
 from fraudcore.core.rule import Verdict
-from fraudcore.core.topics import DEAD_LETTER_MAX_MESSAGE_BYTES, TopicSpec, detector_topics
+from fraudcore.core.topics import (
+    DEAD_LETTER_MAX_MESSAGE_BYTES,
+    TopicSpec,
+    changelog_specs,
+    detector_topics,
+)
 from fraudcore.kafka.ports import Consumer, GroupConsumerConfig, Producer, ProducerConfig
 
 
@@ -18,13 +23,14 @@ def output_topics(settings: DetectorSettings) -> dict[Verdict, str]:
 
 
 def required_topics(settings: DetectorSettings) -> list[TopicSpec]:
+    partitions = settings.transactions_topic_partitions
     return detector_topics(
         settings.transactions_topic,
         settings.legit_topic,
         settings.fraud_topic,
         settings.dead_letter_topic,
-        settings.transactions_topic_partitions,
-    )
+        partitions,
+    ) + changelog_specs(settings.consumer_group, settings.changelog_rule_names, partitions)
 
 
 def make_consumer(settings: DetectorSettings) -> Consumer:

@@ -6,17 +6,20 @@ import socket
 import uuid
 from decimal import Decimal
 from functools import cached_property
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, PositiveInt, field_validator, model_validator
+from pydantic import Field, PositiveInt, PrivateAttr, field_validator, model_validator
 
 from fraudcore.config import CommonSettings
 from fraudcore.core import topics
 from fraudcore.core.codec import DEFAULT_MAX_VALUE_BYTES
 from fraudcore.core.rule import DEFAULT_THRESHOLD
-from fraudcore.core.velocity import VelocityRule
+from fraudcore.core.rules.file import RulesFileError, load_rules
+from fraudcore.core.rules.ruleset import RuleSet
 
 ProcessingGuarantee = Literal["exactly_once", "at_least_once"]
+_VELOCITY_FIELDS = ("velocity_max_transactions", "velocity_window_seconds")
 
 
 class DetectorSettings(CommonSettings):
@@ -42,9 +45,50 @@ class DetectorSettings(CommonSettings):
     # The velocity rule (fraudcore/core/velocity.py): on when both are set, off when neither is.
     velocity_max_transactions: PositiveInt | None = None
     velocity_window_seconds: float | None = Field(None, gt=0, allow_inf_nan=False)
+    # The rules as a YAML file (fraudcore/core/rules/file.py, docs/rules.md); instead of the
+    # three settings above, never with them.
+    rules_file: Path | None = None
+    _rule_set: RuleSet = PrivateAttr()
 
     @model_validator(mode="after")
-    def _velocity_needs_both(self) -> DetectorSettings:
+    def _one_source_of_rules(self) -> DetectorSettings:
+        """RULES_FILE, or FRAUD_AMOUNT_THRESHOLD and VELOCITY_*: both would be ambiguous."""
+        if self.rules_file is None:
+            self._check_velocity()
+            self._rule_set = RuleSet.from_settings(
+                self.fraud_amount_threshold,
+                self.velocity_max_transactions,
+                self.velocity_window_seconds,
+            )
+            return self
+        mixed = sorted(
+            name.upper()
+            for name in ("fraud_amount_threshold", *_VELOCITY_FIELDS)
+            if name in self.model_fields_set
+        )
+        if mixed:
+            raise ValueError(
+                f"RULES_FILE={self.rules_file} and {', '.join(mixed)} are both set: two sources "
+                "of rules are ambiguous; put every rule in the rules file and unset the others"
+            )
+        try:
+            self._rule_set = load_rules(self.rules_file)
+        except RulesFileError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+    @property
+    def rule_set(self) -> RuleSet:
+        """The rules, in order: the rules file's, or FRAUD_AMOUNT_THRESHOLD's and VELOCITY_*'s."""
+        return self._rule_set
+
+    @property
+    def changelog_rule_names(self) -> tuple[str, ...]:
+        """The rules whose state goes to a changelog topic, in order."""
+        rule_set = self._rule_set
+        return tuple(rule_set.names[i] for i in rule_set.changelogged)
+
+    def _check_velocity(self) -> None:
         given = {
             "VELOCITY_MAX_TRANSACTIONS": self.velocity_max_transactions,
             "VELOCITY_WINDOW_SECONDS": self.velocity_window_seconds,
@@ -57,14 +101,6 @@ class DetectorSettings(CommonSettings):
                 f"the velocity rule needs both VELOCITY_MAX_TRANSACTIONS and "
                 f"VELOCITY_WINDOW_SECONDS: {present} is set, {missing} is not"
             )
-        return self
-
-    @property
-    def velocity_rule(self) -> VelocityRule | None:
-        """The velocity rule, or None when it is off."""
-        if self.velocity_max_transactions is None or self.velocity_window_seconds is None:
-            return None
-        return VelocityRule(self.velocity_max_transactions, self.velocity_window_seconds)
 
     @field_validator("processing_guarantee", mode="before")
     @classmethod

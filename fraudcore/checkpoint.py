@@ -21,7 +21,7 @@ from typing import Protocol
 from fraudcore.core.rule import RULES, Verdict, reason_code
 from fraudcore.errors import ClientError, FencedError, OutputNotWrittenError
 from fraudcore.kafka.ports import Consumer, Producer
-from fraudcore.kafka.types import Committed, Output, TopicPartition
+from fraudcore.kafka.types import Committed, Output, PartitionedOutput, TopicPartition
 from fraudcore.runtime import StatsLine
 
 log = logging.getLogger(__name__)
@@ -165,15 +165,22 @@ class Checkpoint:
         return self._clock() - self.started
 
     def send(self, outputs: Iterable[Output]) -> None:
+        self._sending(lambda: self._producer.send(outputs))
+
+    def send_to_partitions(self, outputs: Iterable[PartitionedOutput]) -> None:
+        """Send records to the partitions they name (the changelogs'), in this batch."""
+        self._sending(lambda: self._producer.send_to_partitions(outputs))
+
+    def _sending(self, send: Callable[[], int]) -> None:
         try:
-            self._producer.send(outputs)
+            send()
         except ClientError:
             self._move(BatchState.FAILED)
             raise
 
     def processed(self, tp: TopicPartition, next_offset: int, metadata: str = "") -> None:
         """The input of `tp` is processed up to `next_offset` (exclusive). `metadata` is
-        committed with the offset (the velocity window's checkpoint)."""
+        committed with the offset (the rules' checkpoint)."""
         self.offsets[tp] = Committed(next_offset, metadata)
 
     def commit(self) -> None:

@@ -5,10 +5,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from fraudcore.errors import ClientError, TransactionStalledError
 from fraudcore.kafka.ports import PartitionsCallback
-from fraudcore.kafka.types import Committed, Deliveries, Fetched, Output, Record, TopicPartition
+from fraudcore.kafka.types import (
+    Committed,
+    Deliveries,
+    Fetched,
+    Output,
+    PartitionedOutput,
+    Record,
+    TopicPartition,
+)
 
 
 class FakeClock:
@@ -154,6 +163,8 @@ class FakeProducer:
         self.discarded = False
         self.written: list[Output] = []  # what a flush completed without failing
         self._unanswered: list[Output] = []
+        self.written_to_partitions: list[PartitionedOutput] = []
+        self._unanswered_partitioned: list[PartitionedOutput] = []
         self._answered = Deliveries()
 
     def _call(self, name: str, seconds: float | None = None) -> None:
@@ -166,17 +177,25 @@ class FakeProducer:
             raise failure
 
     def send(self, outputs: Iterable[Output]) -> int:
+        return self._queue(outputs, self._unanswered)
+
+    def send_to_partitions(self, outputs: Iterable[PartitionedOutput]) -> int:
+        """As send(); a flush completes these into `written_to_partitions`."""
+        return self._queue(outputs, self._unanswered_partitioned)
+
+    def _queue(self, outputs: Iterable[Any], unanswered: list[Any]) -> int:
         count = 0
         for output in outputs:
             self._call("send")
-            self._unanswered.append(output)
+            unanswered.append(output)
             count += 1
         return count
 
     def fail_unanswered(self, error: ClientError) -> None:
         """The records sent so far fail now, as on the client's I/O thread."""
         failed, self._unanswered = self._unanswered, []
-        self._record(Deliveries(0, len(failed), error))
+        failed_too, self._unanswered_partitioned = self._unanswered_partitioned, []
+        self._record(Deliveries(0, len(failed) + len(failed_too), error))
 
     def _record(self, more: Deliveries) -> None:
         now = self._answered
@@ -210,11 +229,13 @@ class FakeProducer:
     def flush(self, seconds: float | None = None) -> None:
         self._call("flush", seconds)
         done, self._unanswered = self._unanswered, []
+        done_too, self._unanswered_partitioned = self._unanswered_partitioned, []
         if self.fail_sends is not None:
-            self._record(Deliveries(0, len(done), self.fail_sends))
+            self._record(Deliveries(0, len(done) + len(done_too), self.fail_sends))
         else:
             self.written += done
-            self._record(Deliveries(len(done), 0, None))
+            self.written_to_partitions += done_too
+            self._record(Deliveries(len(done) + len(done_too), 0, None))
 
     def close(self, seconds: float) -> None:
         self.discarded = True

@@ -1,21 +1,13 @@
-"""The fraud rules. A valid transaction is fraud when its amount exceeds the threshold (the
-amount rule), or, when it is on, when its account is over the velocity limit (the velocity
-rule, fraudcore/core/velocity.py), or both. Every fraud record names the rules that fired."""
+"""What the detector decides for a record, and the headers that say so. A valid transaction is
+fraud when any rule of the rule set fires (fraudcore/core/rules/), and its fraud record names
+the rules that fired; an invalid one is dead-lettered with why and where it came from."""
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-
-from fraudcore.core.codec import (
-    DEFAULT_MAX_VALUE_BYTES,
-    InvalidTransactionError,
-    decode_amount,
-    decode_source_amount,
-)
-from fraudcore.core.velocity import PartitionWindow, VelocityRule
 
 DEFAULT_THRESHOLD = Decimal(900)
 
@@ -30,8 +22,9 @@ class Verdict(enum.Enum):
     __hash__ = object.__hash__
 
 
-# The header on every fraud record: the rules that fired, comma-separated, in this order.
+# The header on every fraud record: the rules that fired, comma-separated, in the rule set's order.
 HEADER_RULES = "fraud.rules"
+# The names of the rules made from FRAUD_AMOUNT_THRESHOLD and VELOCITY_* (without a rules file).
 RULE_AMOUNT = "amount"
 RULE_VELOCITY = "velocity"
 RULES = (RULE_AMOUNT, RULE_VELOCITY)
@@ -45,63 +38,6 @@ class Classification:
 
 
 LEGIT = Classification(Verdict.LEGIT)
-FRAUD_BY_AMOUNT = Classification(Verdict.FRAUD, rules=RULE_AMOUNT.encode())
-FRAUD_BY_VELOCITY = Classification(Verdict.FRAUD, rules=RULE_VELOCITY.encode())
-FRAUD_BY_BOTH = Classification(Verdict.FRAUD, rules=f"{RULE_AMOUNT},{RULE_VELOCITY}".encode())
-FRAUD = FRAUD_BY_AMOUNT
-
-
-def is_fraud(amount: Decimal, threshold: Decimal = DEFAULT_THRESHOLD) -> bool:
-    """Strictly greater: exactly the threshold (900, 900.00) is legit, 900.01 is fraud."""
-    return amount > threshold
-
-
-def classify(
-    value: bytes | None,
-    threshold: Decimal = DEFAULT_THRESHOLD,
-    max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
-) -> Classification:
-    """Decide where one record value goes. Never raises on bad input."""
-    try:
-        amount = decode_amount(value, max_value_bytes)
-    except InvalidTransactionError as exc:
-        return Classification(Verdict.INVALID, str(exc))
-    return FRAUD if is_fraud(amount, threshold) else LEGIT
-
-
-def classify_with_velocity(
-    value: bytes | None,
-    timestamp: int,
-    offset: int,
-    window: PartitionWindow,
-    *,
-    threshold: Decimal = DEFAULT_THRESHOLD,
-    max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
-) -> Classification:
-    """classify() with the velocity rule too: the record is counted in its partition's window
-    (in offset order, so call this for each record of the partition in turn)."""
-    try:
-        source, amount = decode_source_amount(value, max_value_bytes)
-    except InvalidTransactionError as exc:
-        return Classification(Verdict.INVALID, str(exc))  # never counted
-    by_velocity = window.fires(source, timestamp, offset)
-    if is_fraud(amount, threshold):
-        return FRAUD_BY_BOTH if by_velocity else FRAUD_BY_AMOUNT
-    return FRAUD_BY_VELOCITY if by_velocity else LEGIT
-
-
-def replay(
-    rule: VelocityRule,
-    records: Iterable[tuple[bytes | None, int, int]],
-    max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
-) -> PartitionWindow:
-    """A partition's window rebuilt from its (value, timestamp, offset) records, from a
-    checkpoint's replay_from up to the committed offset: each counted exactly as
-    classify_with_velocity counts it live (invalid ones not at all); verdicts are not needed."""
-    window = PartitionWindow(rule)
-    for value, timestamp, offset in records:
-        classify_with_velocity(value, timestamp, offset, window, max_value_bytes=max_value_bytes)
-    return window
 
 
 def without_rules_header(headers: Sequence[tuple[str, bytes]] | None) -> list[tuple[str, bytes]]:

@@ -8,6 +8,7 @@ outside Python in step).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 TRANSACTIONS_TOPIC = "queueing.transactions"
@@ -46,6 +47,25 @@ def detector_topics(
             {"max.message.bytes": str(DEAD_LETTER_MAX_MESSAGE_BYTES)},
             access=("WRITE",),
         ),
+    ]
+
+
+def changelog_topic(group: str, rule_name: str) -> str:
+    """The changelog of a rule's keyed state (fraudcore/core/rules/base.py), named as Kafka
+    Streams names its changelogs: one per consumer group (application) and rule."""
+    return f"{group}-{rule_name}-changelog"
+
+
+def changelog_topics(group: str, rule_names: Sequence[str]) -> list[str]:
+    return [changelog_topic(group, name) for name in rule_names]
+
+
+def changelog_specs(group: str, rule_names: Sequence[str], partitions: int) -> list[TopicSpec]:
+    """Compacted (the last value of each account is the state), with the input's partition
+    count: input partition p keeps its state in changelog partition p."""
+    return [
+        TopicSpec(topic, partitions, {"cleanup.policy": "compact"}, access=("READ", "WRITE"))
+        for topic in changelog_topics(group, rule_names)
     ]
 
 

@@ -23,6 +23,7 @@ from fraudcore.kafka.types import (
     Deliveries,
     Fetched,
     Output,
+    PartitionedOutput,
     TopicPartition,
 )
 from fraudcore.runtime import StopFlag
@@ -98,6 +99,9 @@ class Producer(Protocol):
     def send(self, outputs: Iterable[Output]) -> int:
         """Send each output in order; how many were sent. Raises BufferFullError (with the
         count sent first) when the buffer stays full, or metadata cannot be had, too long."""
+
+    def send_to_partitions(self, outputs: Iterable[PartitionedOutput]) -> int:
+        """send(), each to the partition it names rather than the one its key hashes to."""
 
     def deliveries(self) -> Deliveries:
         """What the broker answered since the last call, in order of sending."""

@@ -1,6 +1,7 @@
 """Reading outside any consumer group, read_committed, on a Reader of the port: whole topics up
 to where they ended when the reading started (the audit), and ranges of one partition (the
-detector rebuilding its velocity windows). Client-independent: any adapter's Reader will do.
+detector rebuilding its rules' state from the input and from changelogs). Client-independent:
+any adapter's Reader will do.
 """
 
 from __future__ import annotations
@@ -87,6 +88,11 @@ class PartitionReader:
 
     def close(self) -> None:
         self._reader.close()
+
+    def bounds(self, tp: TopicPartition) -> tuple[int, int]:
+        """The first offset of `tp` still held, and its end (the last stable offset)."""
+        reader = self._reader
+        return reader.beginning_offsets([tp])[tp], reader.end_offsets([tp])[tp]
 
     def read(
         self, tp: TopicPartition, start: int, end: int, timeout: float

@@ -67,6 +67,8 @@ class Committed(NamedTuple):
 
 # One record to send: topic, key, value, headers.
 Output = tuple[str, bytes | None, bytes | None, Headers]
+# One record to send to a given partition (a changelog's): partition, key, value, headers.
+PartitionedOutput = tuple[TopicPartition, bytes | None, bytes | None, Headers]
 
 
 @dataclass(frozen=True, slots=True)

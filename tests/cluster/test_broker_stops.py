@@ -17,8 +17,11 @@ from devtools.broker import JarCluster
 from kafka import KafkaAdminClient
 from tests.cluster.failover import CommitWatch, wait_fully_replicated
 from tests.integration.test_faults import FAST_GROUP, assert_exactly_once, settled_audit
-from tests.integration.test_velocity import VELOCITY, produce_stream
+from tests.integration.test_velocity import produce_stream
 from tests.kafka_helpers import Service, Topics, create_topic, wait_until
+
+# The velocity rule from its settings (no rules file): its window is replayed on each restore.
+VELOCITY = {"VELOCITY_MAX_TRANSACTIONS": "20", "VELOCITY_WINDOW_SECONDS": "5"}
 
 pytestmark = [
     pytest.mark.cluster,

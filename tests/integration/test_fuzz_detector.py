@@ -24,7 +24,8 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from fraudcore.core.rule import Verdict, classify
+from fraudcore.core.rule import Verdict
+from fraudcore.core.rules.ruleset import classify
 from tests.kafka_helpers import (
     Service,
     Topics,

@@ -21,7 +21,7 @@ from fraudcore.core.rule import (
     HEADER_SOURCE_PARTITION,
     HEADER_SOURCE_TOPIC,
 )
-from fraudcore.core.velocity import VelocityRule
+from fraudcore.core.rules.ruleset import RuleSet
 from tests.kafka_helpers import run_command
 from tests.samples import tutorial_record
 
@@ -87,7 +87,7 @@ def test_every_input_once_in_the_right_topic_is_ok() -> None:
         "fraud": "fraud",
         "dead_letter": "dlq",
     }
-    assert "audit: OK" in render(result, [], Decimal(900))
+    assert "audit: OK" in render(result, [], RuleSet.from_settings(Decimal(900)))
 
 
 def test_an_input_without_output_is_lost() -> None:
@@ -97,7 +97,7 @@ def test_an_input_without_output_is_lost() -> None:
     assert counts(result) == (1, 0, 0, 0)
     assert not result.ok
     assert result.examples["lost"][0]["key"] == "b"
-    assert "PROBLEMS FOUND" in render(result, [], Decimal(900))
+    assert "PROBLEMS FOUND" in render(result, [], RuleSet.from_settings(Decimal(900)))
 
 
 def test_a_second_copy_is_a_duplicate() -> None:
@@ -155,7 +155,9 @@ def test_the_threshold_is_the_rules() -> None:
     exactly = b'{"source":"A","target":"B","amount":900.00,"currency":"EUR"}'
     assert counts(audit_records([inp(exactly)], [out("legit", exactly)], TOPICS)) == (0, 0, 0, 0)
     assert counts(audit_records([inp(exactly)], [out("fraud", exactly)], TOPICS)) == (0, 0, 1, 0)
-    lower = audit_records([inp(exactly)], [out("fraud", exactly)], TOPICS, threshold=Decimal(100))
+    lower = audit_records(
+        [inp(exactly)], [out("fraud", exactly)], TOPICS, rules=RuleSet.from_settings(Decimal(100))
+    )
     assert lower.ok
 
 
@@ -230,13 +232,13 @@ def test_fraud_without_its_rules_header_or_legit_with_one_is_wrongly_labelled() 
     assert not result.ok
     assert (result.wrong_rules, result.misrouted) == (4, 0)
     assert result.examples["wrong_rules"][0]["expected_rules"] == ""
-    assert "wrong fraud.rules 4" in render(result, [], Decimal(900))
+    assert "wrong fraud.rules 4" in render(result, [], RuleSet.from_settings(Decimal(900)))
 
 
 def test_velocity_verdicts_are_recomputed_per_partition_by_timestamp() -> None:
     """N=1 in 10 s: the second of an account within 10 s in one partition is fraud by
     velocity; the same account in another partition counts apart."""
-    rule = VelocityRule(1, 10.0)
+    rule = RuleSet.from_settings(Decimal(900), 1, 10.0)
     t0 = 1_800_000_000_000
     values = [tutorial_record(10.0 + n) for n in range(4)]
     rich = tutorial_record(950.0)
@@ -258,8 +260,8 @@ def test_velocity_verdicts_are_recomputed_per_partition_by_timestamp() -> None:
         out("fraud", rich, rules=b"amount"),
         out("fraud", values[3], rules=b"velocity"),
     ]
-    result = audit_records(inputs, outputs, TOPICS, velocity=rule)
+    result = audit_records(inputs, outputs, TOPICS, rules=rule)
     assert result.ok, result.to_dict()
     wrong = [*outputs[:3], out("fraud", rich, rules=b"amount,velocity"), outputs[4]]
-    assert audit_records(inputs, wrong, TOPICS, velocity=rule).wrong_rules == 1
+    assert audit_records(inputs, wrong, TOPICS, rules=rule).wrong_rules == 1
     assert audit_records(inputs, outputs, TOPICS).misrouted == 2  # velocity off: legit

@@ -15,7 +15,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 
-from detector.app import Detector
+from detector.app import render_stats
 from detector.config import DetectorSettings
 from fraudcore.checkpoint import BatchState, BatchTally
 from fraudcore.config import SettingsError, load_settings
@@ -103,7 +103,7 @@ def test_rule_hits_count_each_rule_that_fired_once_their_batch_commits() -> None
 
 def test_the_stats_line_counts_fraud_by_rule() -> None:
     window = Counter({"legit": 8, "fraud": 2, "rule.amount": 1, "rule.velocity": 2})
-    line = Detector._render(window, 1.0)
+    line = render_stats(window, 1.0, ("amount", "velocity"))
     assert "legit=8 fraud=2 (amount 1, velocity 2) invalid=0" in line
 
 

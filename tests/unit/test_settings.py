@@ -9,6 +9,7 @@ import pytest
 
 from detector.config import DetectorSettings
 from fraudcore.config import SettingsError, load_settings
+from fraudcore.core.rules import CountInWindow
 from generator.config import GeneratorSettings
 from tests.kafka_helpers import run_command
 
@@ -114,12 +115,13 @@ def test_the_velocity_rule_is_off_without_its_settings_and_on_with_both(
 ) -> None:
     for name in ("VELOCITY_MAX_TRANSACTIONS", "VELOCITY_WINDOW_SECONDS"):
         monkeypatch.delenv(name, raising=False)
-    assert load_settings(DetectorSettings).velocity_rule is None
+    assert load_settings(DetectorSettings).rule_set.names == ("amount",)
     monkeypatch.setenv("VELOCITY_MAX_TRANSACTIONS", "3")
     monkeypatch.setenv("VELOCITY_WINDOW_SECONDS", "0.5")
-    rule = load_settings(DetectorSettings).velocity_rule
-    assert rule is not None
-    assert (rule.max_transactions, rule.window_ms) == (3, 500.0)
+    rules = load_settings(DetectorSettings).rule_set.rules
+    assert [rule.name for rule in rules] == ["amount", "velocity"]
+    assert isinstance(rules[1], CountInWindow)
+    assert (rules[1].max_transactions, rules[1].window_seconds) == (3, 0.5)
 
 
 @pytest.mark.parametrize("service", ["generator", "detector"])

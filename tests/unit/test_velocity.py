@@ -18,7 +18,8 @@ from detector.reference import Expected, ReferenceRules
 from detector.routing import Router
 from fraudcore.core.codec import DEFAULT_MAX_VALUE_BYTES, encode
 from fraudcore.core.model import Transaction
-from fraudcore.core.rule import HEADER_RULES, Verdict, replay
+from fraudcore.core.rule import HEADER_RULES, Verdict
+from fraudcore.core.rules.ruleset import PartitionRules, RuleSet
 from fraudcore.core.velocity import PartitionWindow, VelocityRule, WindowCheckpoint
 from fraudcore.kafka.types import ConsumedRecord, Output
 
@@ -113,11 +114,11 @@ def test_what_is_past_the_horizon_never_counts_even_while_it_is_still_held() -> 
 
 
 def test_invalid_records_of_a_hot_account_never_count() -> None:
-    rules = ReferenceRules(Decimal(900), DEFAULT_MAX_VALUE_BYTES, VelocityRule(2, W))
+    rules = ReferenceRules(rule_set(VelocityRule(2, W)), DEFAULT_MAX_VALUE_BYTES)
     router, routed = make_router(VelocityRule(2, W))
     values = [tx("HOT"), b"not json", b'{"source": "HOT"}', tx("HOT"), b"", tx("HOT")]
     records = [Rec(0, i, T0 + i, v) for i, v in enumerate(values)]
-    outputs = router.outputs(records, PartitionWindow(VelocityRule(2, W)))
+    outputs = router.outputs(records, rule_set(VelocityRule(2, W)).partition())
     topics = [topic for topic, *_ in outputs]
     assert topics == ["legit", "dlq", "dlq", "legit", "dlq", "fraud"]
     assert outputs[-1][3] == [(HEADER_RULES, b"velocity")]
@@ -199,9 +200,24 @@ class TalliedRouter:
         self._router, self._tally = router, tally
 
     def outputs(
-        self, records: Sequence[ConsumedRecord], window: PartitionWindow | None = None
+        self, records: Sequence[ConsumedRecord], rules: PartitionRules | None = None
     ) -> list[Output]:
-        return self._router.outputs(records, self._tally, window)
+        rules = rules if rules is not None else rule_set(None).partition()
+        return self._router.outputs(records, self._tally, rules)
+
+
+def rule_set(rule: VelocityRule | None) -> RuleSet:
+    """The rules without a rules file: amount > 900, and velocity when `rule` is given."""
+    if rule is None:
+        return RuleSet.from_settings(Decimal(900))
+    return RuleSet.from_settings(Decimal(900), rule.max_transactions, rule.window_seconds)
+
+
+def replay(rule: VelocityRule, records: Sequence[Rec]) -> PartitionRules:
+    """The rules' state rebuilt from `records` (a checkpoint's replay_from up to the commit)."""
+    rules = rule_set(rule).partition()
+    rules.replay((r.value, r.timestamp, r.offset) for r in records)
+    return rules
 
 
 def make_router(rule: VelocityRule | None) -> tuple[TalliedRouter, list[Verdict]]:
@@ -259,19 +275,18 @@ def test_the_detector_agrees_with_the_reference_through_restores(
     checkpoint at some offsets along the way (as after a restart or a rebalance)."""
     rule = VelocityRule(limit, seconds)
     records = values_and_stamps(events)
-    reference = ReferenceRules(Decimal(900), DEFAULT_MAX_VALUE_BYTES, rule)
+    reference = ReferenceRules(rule_set(rule), DEFAULT_MAX_VALUE_BYTES)
     expected = [reference.expected("in", 0, r.timestamp, r.value) for r in records]
 
     router, _ = make_router(rule)
-    window = PartitionWindow(rule)
+    rules = rule_set(rule).partition()
     got: list[Expected] = []
     start = 0
     for cut in [*sorted(c for c in cuts if c < len(records)), len(records)]:
-        got += [as_expected(o) for o in router.outputs(records[start:cut], window)]
+        got += [as_expected(o) for o in router.outputs(records[start:cut], rules)]
         start = max(start, cut)
-        checkpoint = window.checkpoint(start)  # what the commit at `start` carries
-        replayed = records[checkpoint.replay_from : start]
-        window = replay(rule, ((r.value, r.timestamp, r.offset) for r in replayed))
+        checkpoint = rules.checkpoint(start)  # what the commit at `start` carries
+        rules = replay(rule, records[checkpoint.replay_from : start])
     assert got == expected
 
 
@@ -279,7 +294,7 @@ def test_the_detector_agrees_with_the_reference_through_restores(
 @given(events=st.lists(event, max_size=40))
 def test_with_velocity_off_fraud_is_by_amount_alone(events: list[tuple[str, int, str]]) -> None:
     records = values_and_stamps(events)
-    reference = ReferenceRules(Decimal(900), DEFAULT_MAX_VALUE_BYTES, None)
+    reference = ReferenceRules(rule_set(None), DEFAULT_MAX_VALUE_BYTES)
     router, _ = make_router(None)
     got = [as_expected(o) for o in router.outputs(records)]
     assert got == [reference.expected("in", 0, r.timestamp, r.value) for r in records]
@@ -306,7 +321,7 @@ def test_a_long_stream_agrees_with_the_reference_through_compactions_and_a_resto
         for _ in range(30_000)
     ]
     records = values_and_stamps(events)
-    reference = ReferenceRules(Decimal(900), DEFAULT_MAX_VALUE_BYTES, rule)
+    reference = ReferenceRules(rule_set(rule), DEFAULT_MAX_VALUE_BYTES)
     expected = [reference.expected("in", 0, r.timestamp, r.value).verdict for r in records]
     window = PartitionWindow(rule)
     cut = 20_000
@@ -321,10 +336,11 @@ def test_a_long_stream_agrees_with_the_reference_through_compactions_and_a_resto
     first = checkpoint.replay_from
     assert records[first].timestamp > horizon
     assert all(r.timestamp <= horizon for r in records[:first])
-    window = replay(
-        rule, ((r.value, r.timestamp, r.offset) for r in records[checkpoint.replay_from : cut])
-    )
-    got += [window.fires(tx_source(r), r.timestamp, r.offset) for r in records[cut:]]
+    restored = replay(rule, records[checkpoint.replay_from : cut])
+    got += [
+        restored.classify(r.value, r.timestamp, r.offset).verdict is Verdict.FRAUD
+        for r in records[cut:]
+    ]
     assert [Verdict.FRAUD if fired else Verdict.LEGIT for fired in got] == expected
 
 

@@ -21,7 +21,15 @@ from fraudcore.config import CommonSettings
 from fraudcore.errors import BufferFullError, ClientError, KafkaSecurityError
 from fraudcore.kafka.confluent.errors import client_error
 from fraudcore.kafka.ports import GroupConsumerConfig, PartitionsCallback, ProducerConfig
-from fraudcore.kafka.types import Committed, Deliveries, Fetched, Output, Record, TopicPartition
+from fraudcore.kafka.types import (
+    Committed,
+    Deliveries,
+    Fetched,
+    Output,
+    PartitionedOutput,
+    Record,
+    TopicPartition,
+)
 
 log = logging.getLogger("confluent_kafka")
 
@@ -247,13 +255,21 @@ class Producer:
                 self._first_failure = KafkaException(error)
 
     def send(self, outputs: Iterable[Output]) -> int:
+        return self._produce_each(outputs)
+
+    def send_to_partitions(self, outputs: Iterable[PartitionedOutput]) -> int:
+        return self._produce_each(outputs)
+
+    def _produce_each(self, outputs: Iterable[Output | PartitionedOutput]) -> int:
         produce, count = self.client.produce, 0
         try:
-            for topic, key, value, headers in outputs:
+            for target, key, value, headers in outputs:
+                # librdkafka's own "unassigned" (-1) lets its partitioner choose.
+                topic, partition = (target, -1) if isinstance(target, str) else target
                 try:
-                    produce(topic, value, key, headers=headers)
+                    produce(topic, value, key, partition, headers=headers)
                 except BufferError:
-                    self._wait_for_room(topic, key, value, headers, count)
+                    self._wait_for_room(topic, partition, key, value, headers=headers, count=count)
                 count += 1
         except KafkaException as exc:
             raise client_error(exc) from exc
@@ -263,7 +279,14 @@ class Producer:
         return count
 
     def _wait_for_room(
-        self, topic: str, key: bytes | None, value: bytes | None, headers: Any, count: int
+        self,
+        topic: str,
+        partition: int,
+        key: bytes | None,
+        value: bytes | None,
+        *,
+        headers: Any,
+        count: int,
     ) -> None:
         """The queue is full: let librdkafka send for up to max_block_ms, as kafka-python's
         send blocks, then give up with BufferFullError."""
@@ -271,7 +294,7 @@ class Producer:
         while True:
             self.client.poll(ROOM_WAIT_SECONDS)
             try:
-                self.client.produce(topic, value, key, headers=headers)
+                self.client.produce(topic, value, key, partition, headers=headers)
                 return
             except BufferError as exc:
                 if time.monotonic() >= deadline:

@@ -28,7 +28,14 @@ from fraudcore.kafka.kafka_python.workarounds import (
     underlying_error,
 )
 from fraudcore.kafka.ports import GroupConsumerConfig, PartitionsCallback, ProducerConfig
-from fraudcore.kafka.types import Committed, Deliveries, Fetched, Output, TopicPartition
+from fraudcore.kafka.types import (
+    Committed,
+    Deliveries,
+    Fetched,
+    Output,
+    PartitionedOutput,
+    TopicPartition,
+)
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
 
 # How long a producer waits to fill a batch: a few ms of latency buys batches, not requests.
@@ -211,11 +218,22 @@ class Producer:
                 self._first_failure = exc
 
     def send(self, outputs: Iterable[Output]) -> int:
+        return self._send_each(outputs)
+
+    def send_to_partitions(self, outputs: Iterable[PartitionedOutput]) -> int:
+        return self._send_each(outputs)
+
+    def _send_each(self, outputs: Iterable[Output | PartitionedOutput]) -> int:
         send, track, failed = self.client.send, self._in_flight.append, self._on_failure
         count = 0
         try:
-            for topic, key, value, headers in outputs:
-                track(send(topic, value=value, key=key, headers=headers).add_errback(failed))
+            for target, key, value, headers in outputs:
+                if isinstance(target, str):
+                    sent = send(target, value=value, key=key, headers=headers)
+                else:
+                    topic, partition = target
+                    sent = send(topic, value=value, key=key, headers=headers, partition=partition)
+                track(sent.add_errback(failed))
                 count += 1
         except KafkaTimeoutError as exc:  # max_block_ms: buffer full or no metadata
             raise BufferFullError(count, exc) from exc
