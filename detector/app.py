@@ -24,6 +24,7 @@ from detector.clients import make_consumer, make_producer, required_topics
 from detector.config import DetectorSettings
 from detector.routing import Router
 from detector.rule_state import RuleStates
+from detector.stats import render_stats
 from fraudcore import kafka, service
 from fraudcore.checkpoint import BatchState, Checkpoint, CommittedStats
 from fraudcore.core.topics import changelog_topics
@@ -49,17 +50,6 @@ class PartitionState(enum.Enum):
     RESTORING = "paused until its position and rule state are rebuilt at the committed offset"
     ACTIVE = "its records are processed"
     REVOKING = "its last batch is being committed before it goes"
-
-
-def render_stats(window: Counter[str], seconds: float, rule_names: Sequence[str]) -> str:
-    """The stats line: records per verdict in the window, and fraud by rule."""
-    total = window["legit"] + window["fraud"] + window["invalid"]
-    share = 100 * window["fraud"] / (window["legit"] + window["fraud"] or 1)
-    by_rule = ", ".join(f"{rule} {window['rule.' + rule]}" for rule in rule_names)
-    return (
-        f"detector: {total / seconds:.1f} tx/s legit={window['legit']} fraud={window['fraud']} "
-        f"({by_rule}) invalid={window['invalid']} fraud share {share:.1f}%"
-    )
 
 
 class Detector:
@@ -208,11 +198,22 @@ class Detector:
             for tp in revoked:
                 self.partitions.pop(tp, None)
             self.rules.forget(revoked)
+            self._log_assignment("revoked", revoked)
 
     def _on_assigned(self, assigned: set[TopicPartition]) -> None:
-        log.info("assigned partitions: %s", sorted(label(tp) for tp in assigned))
         for tp in assigned:
             self.partitions[tp] = PartitionState.RESTORING  # restored once poll() returns
+        self._log_assignment("new", assigned)
+
+    def _log_assignment(self, change: str, partitions: set[TopicPartition]) -> None:
+        """The whole assignment after a change: an incremental (cooperative) rebalance moves
+        only some partitions, so the change alone would not say what this detector owns."""
+        log.info(
+            "assigned partitions: %s (%s: %s)",
+            sorted(label(tp) for tp in self.partitions),
+            change,
+            sorted(label(tp) for tp in partitions),
+        )
 
     def commit(self, *, inside_poll: bool = False) -> None:
         """Make the open batch durable: outputs and input offsets together."""

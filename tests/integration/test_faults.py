@@ -122,9 +122,13 @@ def uncommitted_output_count(bootstrap: str, topics: Topics) -> int:
 
 
 def assigned(service: Service) -> set[int]:
-    """The input partitions a detector last logged as assigned to it."""
+    """The input partitions a detector last logged as assigned to it: the whole assignment,
+    before the parenthesis that names what the rebalance changed."""
     lines = [line for line in service.output().splitlines() if "assigned partitions:" in line]
-    return {int(p) for p in re.findall(r"-(\d+)'", lines[-1])} if lines else set()
+    if not lines:
+        return set()
+    whole = lines[-1].split("assigned partitions:", 1)[1].split(" (", 1)[0]
+    return {int(p) for p in re.findall(r"-(\d+)'", whole)}
 
 
 def assert_exactly_once(report: dict[str, Any], total: int) -> None:

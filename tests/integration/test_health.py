@@ -22,7 +22,6 @@ from detector.clients import make_consumer, make_producer
 from detector.config import DetectorSettings
 from devtools.broker import java_available
 from fraudcore.health import Liveness
-from fraudcore.kafka.kafka_python.clients import Consumer, Producer
 from fraudcore.metrics import DetectorMetrics
 from fraudcore.metrics_server import serve_metrics
 from fraudcore.runtime import StopFlag
@@ -147,28 +146,18 @@ class Hang:
             self.release.wait(120)
 
 
-class PollThatHangs(Consumer):
-    """The detector's real consumer, whose poll() can be made to hang."""
+def hang_in(client: object, method: str) -> Hang:
+    """Make the real client's `method` (of whichever adapter KAFKA_CLIENT picked) able to
+    hang: it waits while the returned Hang is armed, then does what it always does."""
+    original = getattr(client, method)
+    hang = Hang()
 
-    def __init__(self, consumer: Consumer) -> None:
-        super().__init__(consumer.client, consumer.max_poll_records)
-        self.hang = Hang()
+    def hanging(*args: Any, **kwargs: Any) -> Any:
+        hang.here()
+        return original(*args, **kwargs)
 
-    def poll(self, timeout_ms: int) -> Any:
-        self.hang.here()
-        return super().poll(timeout_ms)
-
-
-class CommitThatHangs(Producer):
-    """The detector's real transactional producer, whose commit can be made to hang."""
-
-    def __init__(self, producer: Producer) -> None:
-        super().__init__(producer.client)
-        self.hang = Hang()
-
-    def commit_transaction(self, seconds: float) -> None:
-        self.hang.here()
-        super().commit_transaction(seconds)
+    setattr(client, method, hanging)
+    return hang
 
 
 @pytest.mark.parametrize("stuck_in", ["poll", "commit"])
@@ -194,12 +183,11 @@ def test_health_fails_when_the_loop_is_stuck_while_the_broker_answers(
     metrics, liveness, stop = DetectorMetrics(), Liveness(2), StopFlag()
     telemetry = serve_metrics(settings, metrics, liveness)
     assert telemetry is not None
-    made_consumer, made_producer = make_consumer(settings), make_producer(settings)
-    assert isinstance(made_consumer, Consumer)  # the kafka-python adapter's, wrapped here
-    assert isinstance(made_producer, Producer)
-    consumer, producer = PollThatHangs(made_consumer), CommitThatHangs(made_producer)
+    consumer, producer = make_consumer(settings), make_producer(settings)
+    hang = (
+        hang_in(consumer, "poll") if stuck_in == "poll" else hang_in(producer, "commit_transaction")
+    )
     detector = Detector(settings, consumer, producer, stop, metrics=metrics, liveness=liveness)
-    hang = consumer.hang if stuck_in == "poll" else producer.hang
     with ThreadPoolExecutor(max_workers=1) as pool:
         running = pool.submit(detector.run)
         try:

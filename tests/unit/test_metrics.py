@@ -15,8 +15,8 @@ import pytest
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 
-from detector.app import render_stats
 from detector.config import DetectorSettings
+from detector.stats import render_stats
 from fraudcore.checkpoint import BatchState, BatchTally
 from fraudcore.config import SettingsError, load_settings
 from fraudcore.core.rule import Verdict, reason_code

@@ -21,7 +21,7 @@ from fraudcore.config import CommonSettings
 from fraudcore.core.topics import TopicSpec
 from fraudcore.errors import ClientError
 from fraudcore.kafka.access import check_operations, refused_create, refused_topic
-from fraudcore.kafka.confluent.clients import client_config, mapped, to_rd
+from fraudcore.kafka.confluent.common import client_config, mapped, to_rd
 from fraudcore.kafka.confluent.errors import client_error, kafka_error
 from fraudcore.kafka.types import TopicPartition
 

@@ -6,19 +6,27 @@ Python callback per acknowledged record, and the errors mapped onto the project'
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Iterable, Mapping
+from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_INVALID, KafkaException, Message
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_INVALID, KafkaException
 from confluent_kafka import Consumer as RdConsumer
 from confluent_kafka import Producer as RdProducer
-from confluent_kafka import TopicPartition as RdTopicPartition
 
 from fraudcore.config import CommonSettings
-from fraudcore.errors import BufferFullError, ClientError, KafkaSecurityError
+from fraudcore.errors import BufferFullError, ClientError
+from fraudcore.kafka.confluent.common import (
+    REQUEST_TIMEOUT_SECONDS,
+    client_config,
+    log,
+    mapped,
+    offsets_to_rd,
+    ours,
+    records_of,
+    to_rd,
+)
 from fraudcore.kafka.confluent.errors import client_error
 from fraudcore.kafka.ports import GroupConsumerConfig, PartitionsCallback, ProducerConfig
 from fraudcore.kafka.types import (
@@ -27,123 +35,12 @@ from fraudcore.kafka.types import (
     Fetched,
     Output,
     PartitionedOutput,
-    Record,
     TopicPartition,
 )
 
-log = logging.getLogger("confluent_kafka")
-
 PRODUCER_LINGER_MS = 5
-RECONNECT_BACKOFF_MAX_MS = 1000
-# How long a call that asks the broker something (committed offsets, metadata) may take.
-REQUEST_TIMEOUT_SECONDS = 10.0
 # While the producer's queue is full, how long each wait for room lasts.
 ROOM_WAIT_SECONDS = 0.05
-
-T = TypeVar("T")
-
-
-class QuietErrors:
-    """librdkafka's error callback: one line per distinct error per minute, not one per event.
-    During a broker's outage it reports every failed connection attempt."""
-
-    INTERVAL_SECONDS = 60.0
-
-    def __init__(self) -> None:
-        self._last: dict[str, float] = {}
-
-    def __call__(self, error: Any) -> None:
-        text = f"{error.name()}: {error.str()}"
-        now = time.monotonic()
-        if now - self._last.get(text, float("-inf")) >= self.INTERVAL_SECONDS:
-            self._last[text] = now
-            log.warning("librdkafka: %s", text)
-
-
-def client_config(settings: CommonSettings, client_id: str) -> dict[str, Any]:
-    """What every librdkafka client of ours is told: where the broker is, who we are, how we
-    log in, where it logs."""
-    config: dict[str, Any] = {
-        "bootstrap.servers": settings.kafka_broker_url,
-        "client.id": client_id,
-        "reconnect.backoff.max.ms": RECONNECT_BACKOFF_MAX_MS,
-        "logger": log,
-        "error_cb": QuietErrors(),
-    }
-    if settings.kafka_security_protocol == "PLAINTEXT":
-        return config
-    config["security.protocol"] = settings.kafka_security_protocol.lower()
-    if settings.uses_sasl:
-        password = settings.sasl_password
-        if password is None or not settings.kafka_sasl_username:  # settings validation forbids it
-            raise KafkaSecurityError("SASL needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD")
-        config["sasl.mechanism"] = settings.kafka_sasl_mechanism
-        config["sasl.username"] = settings.kafka_sasl_username
-        config["sasl.password"] = password.get_secret_value()
-    if settings.uses_tls:
-        if settings.kafka_ssl_ca_file is not None:
-            config["ssl.ca.location"] = str(settings.kafka_ssl_ca_file)
-        if settings.kafka_ssl_cert_file is not None:
-            config["ssl.certificate.location"] = str(settings.kafka_ssl_cert_file)
-        if settings.kafka_ssl_key_file is not None:
-            config["ssl.key.location"] = str(settings.kafka_ssl_key_file)
-        key_password = settings.ssl_key_password
-        if key_password is not None:
-            config["ssl.key.password"] = key_password.get_secret_value()
-        config["ssl.endpoint.identification.algorithm"] = (
-            "https" if settings.kafka_ssl_check_hostname else "none"
-        )
-    return config
-
-
-def mapped(call: Callable[[], T]) -> T:
-    """Run a confluent-kafka call, its errors mapped onto the project's."""
-    try:
-        return call()
-    except KafkaException as exc:
-        raise client_error(exc) from exc
-
-
-def to_rd(tp: TopicPartition, offset: int | None = None, metadata: str | None = None) -> Any:
-    if offset is None:
-        return RdTopicPartition(tp.topic, tp.partition)
-    if metadata is None:
-        return RdTopicPartition(tp.topic, tp.partition, offset)
-    return RdTopicPartition(tp.topic, tp.partition, offset, metadata=metadata)
-
-
-def offsets_to_rd(offsets: Mapping[TopicPartition, Committed]) -> list[Any]:
-    return [to_rd(tp, c.offset, c.metadata) for tp, c in offsets.items()]
-
-
-def ours(partitions: Iterable[Any]) -> set[TopicPartition]:
-    return {TopicPartition(p.topic, p.partition) for p in partitions}
-
-
-def records_of(messages: Sequence[Message]) -> dict[TopicPartition, list[Record]]:
-    """Messages by partition, in offset order, as our records. A message that carries an
-    error instead of a record raises it."""
-    batches: dict[TopicPartition, list[Record]] = {}
-    for message in messages:
-        error = message.error()
-        if error is not None:
-            raise client_error(KafkaException(error))
-        topic, partition = message.topic(), message.partition()
-        record = Record(
-            topic,
-            partition,
-            message.offset(),
-            message.timestamp()[1],
-            message.key(),
-            message.value(),
-            message.headers(),
-        )
-        batch = batches.get(TopicPartition(topic, partition))
-        if batch is None:
-            batches[TopicPartition(topic, partition)] = [record]
-        else:
-            batch.append(record)
-    return batches
 
 
 class Consumer:
@@ -254,6 +151,17 @@ class Producer:
             if self._first_failure is None:
                 self._first_failure = KafkaException(error)
 
+    def _serve(self, seconds: float) -> None:
+        """Serve the delivery reports that are due. When the producer has hit a fatal error
+        (fenced, or its transaction aborted by the broker), librdkafka raises it from poll():
+        it is then the failure deliveries() reports, as a failed send would be."""
+        try:
+            self.client.poll(seconds)
+        except KafkaException as exc:
+            with self._lock:
+                if self._first_failure is None:
+                    self._first_failure = exc
+
     def send(self, outputs: Iterable[Output]) -> int:
         return self._produce_each(outputs)
 
@@ -275,7 +183,7 @@ class Producer:
             raise client_error(exc) from exc
         finally:
             self._sent += count
-        self.client.poll(0)  # serve delivery reports that are due
+        self._serve(0)
         return count
 
     def _wait_for_room(
@@ -292,7 +200,7 @@ class Producer:
         send blocks, then give up with BufferFullError."""
         deadline = time.monotonic() + self._max_block
         while True:
-            self.client.poll(ROOM_WAIT_SECONDS)
+            self._serve(ROOM_WAIT_SECONDS)
             try:
                 self.client.produce(topic, value, key, partition, headers=headers)
                 return
@@ -301,7 +209,7 @@ class Producer:
                     raise BufferFullError(count, exc) from exc
 
     def deliveries(self) -> Deliveries:
-        self.client.poll(0)
+        self._serve(0)
         with self._lock:
             failed, first = self._failed, self._first_failure
             self._failed, self._first_failure = 0, None
@@ -330,12 +238,15 @@ class Producer:
         mapped(lambda: self.client.abort_transaction(seconds))
 
     def flush(self, seconds: float | None = None) -> None:
-        left = self.client.flush(-1 if seconds is None else seconds)
+        left = mapped(lambda: self.client.flush(-1 if seconds is None else seconds))
         if left:
             raise client_error(TimeoutError(f"{left} record(s) still unsent after the flush"))
 
     def close(self, seconds: float) -> None:
-        self.client.flush(seconds)
+        try:
+            self.client.flush(seconds)
+        except KafkaException as exc:  # a fatal producer cannot flush; closing it still succeeds
+            log.debug("flush on close failed: %s", exc)
 
     def discard(self) -> None:
         """librdkafka has no close: purge what it holds, and let it go."""

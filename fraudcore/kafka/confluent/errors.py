@@ -76,5 +76,6 @@ def describe_refusal(exc: KafkaSecurityError | ClientError, settings: CommonSett
     if error.code() == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED:
         detail = repr(getattr(settings, "effective_transactional_id", ""))
     elif error.code() == KafkaError.GROUP_AUTHORIZATION_FAILED:
-        detail = repr(getattr(settings, "consumer_group", ""))
+        # As kafka-python words it: the broker's refusal names the group, unquoted.
+        detail = str(getattr(settings, "consumer_group", ""))
     return f"{who} is not authorized to {_VERBS[error.code()]}" + (f" {detail}" if detail else "")

@@ -15,7 +15,7 @@ from confluent_kafka import Consumer as RdConsumer
 
 from fraudcore.config import CommonSettings
 from fraudcore.core.topics import DEAD_LETTER_MAX_MESSAGE_BYTES
-from fraudcore.kafka.confluent.clients import (
+from fraudcore.kafka.confluent.common import (
     REQUEST_TIMEOUT_SECONDS,
     client_config,
     mapped,
