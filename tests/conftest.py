@@ -26,6 +26,11 @@ TIERS = {
 }
 
 
+def pytest_report_header() -> str:
+    """Which Kafka client the services under test use: CI runs the suite once per client."""
+    return f"KAFKA_CLIENT={os.environ.get('KAFKA_CLIENT', 'kafka-python')} (the services' client)"
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for marker, (variable, reason) in TIERS.items():
         if os.environ.get(variable) == "1":
