@@ -15,6 +15,7 @@ import random
 import re
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,8 @@ from tests.kafka_helpers import (
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 TOTAL = 20_000
+# Input added before each restart of kill_mid_stream, so that later kills find work.
+TOP_UP = 30_000
 KILLS = 3
 # A SIGKILLed detector stays a group member until its session times out; the broker's minimum
 # keeps each restart short. Smaller polls make progress, and so each kill, finer grained.
@@ -174,18 +177,25 @@ def kill_mid_stream(
     *,
     seed: int,
     transactional: bool,
-) -> list[Service]:
+    preloaded: int,
+    top_up: Callable[[int], int],
+) -> tuple[list[Service], int]:
     """Start a detector, let it commit something new, SIGKILL it at a random moment; KILLS times.
+    Returns the detectors and the input's size.
 
     With transactions, the kill waits for outputs of an open transaction in the log, so that
-    it has something to abort.
+    it has something to abort. Before each restart `top_up(kill)` adds input and says how much:
+    a fast client would otherwise finish the `preloaded` input before the later kills.
     """
     rng = random.Random(seed)
     killed: list[Service] = []
     ends = OutputEnds(env["KAFKA_BROKER_URL"], topics)
+    total = preloaded
     try:
         last = committed_total(admin, topics)
         for kill in range(1, KILLS + 1):
+            if kill > 1:
+                total += top_up(kill)
             detector = Service.module("detector", env, tmp_path)
             killed.append(detector)
 
@@ -200,15 +210,15 @@ def kill_mid_stream(
             assert detector.running(), detector.output()
             detector.kill()
             last = committed_total(admin, topics)
-            print(f"kill {kill}: SIGKILL with {last} of {TOTAL} input records committed")
-            assert last < TOTAL, "the stream ended before the kill; preload more records"
+            print(f"kill {kill}: SIGKILL with {last} of {total} input records committed")
+            assert last < total, "the stream ended before the kill; top up more records"
     except BaseException:
         for service in killed:
             service.kill()
         raise
     finally:
         ends.close()
-    return killed
+    return killed, total
 
 
 @pytest.mark.parametrize("guarantee", GUARANTEES)
@@ -226,13 +236,20 @@ def test_sigkill_mid_stream_then_restart(
         "TRANSACTIONAL_ID": f"fault-{topics.group}-0",
     }
     started = time.monotonic()
-    services = kill_mid_stream(
+
+    def top_up(kill: int) -> int:
+        produce_unique(bootstrap, topics.input, TOP_UP, seed=1000 + kill)
+        return TOP_UP
+
+    services, total = kill_mid_stream(
         admin,
         topics,
         env,
         tmp_path,
         seed=GUARANTEES.index(guarantee),
         transactional=guarantee == "exactly_once",
+        preloaded=TOTAL,
+        top_up=top_up,
     )
     try:
         final = Service.module("detector", env, tmp_path)
@@ -240,7 +257,7 @@ def test_sigkill_mid_stream_then_restart(
 
         def all_committed() -> bool:
             assert final.running(), final.output()
-            return committed_total(admin, topics) == TOTAL
+            return committed_total(admin, topics) == total
 
         wait_until(all_committed, 120, "every input record committed", interval=0.2)
         status, report = settled_audit(env)
@@ -250,16 +267,16 @@ def test_sigkill_mid_stream_then_restart(
         for service in services:
             service.kill()
     print(f"{guarantee}: {KILLS} kills, stream done in {time.monotonic() - started:.1f}s")
-    assert report["counts"]["input"] == TOTAL
+    assert report["counts"]["input"] == total
     assert report["lost"] == 0, report["examples"]
     assert (report["misrouted"], report["unexpected"]) == (0, 0), report["examples"]
     if guarantee == "exactly_once":
-        assert_exactly_once(report, TOTAL)
+        assert_exactly_once(report, total)
         assert status == 0
         # The kills did interrupt transactions: their outputs are in the log, aborted.
         written = uncommitted_output_count(bootstrap, topics)
-        print(f"output records written {written}, of which aborted {written - TOTAL}")
-        assert written > TOTAL
+        print(f"output records written {written}, of which aborted {written - total}")
+        assert written > total
     else:
         print(f"at_least_once: {report['duplicated']} duplicates after {KILLS} SIGKILLs")
         assert status == (1 if report["duplicated"] else 0)

@@ -23,6 +23,7 @@ from fraudcore.core.model import TransactionFactory
 from kafka import KafkaAdminClient
 from tests.integration.test_faults import (
     FAST_GROUP,
+    TOP_UP,
     assert_exactly_once,
     assigned,
     committed_total,
@@ -93,7 +94,23 @@ def test_every_rules_state_survives_sigkills_and_a_rebalance_exactly_once(
     }
     # The restarts, and then the first of two detectors, share one id: each fences the last.
     restarted = {**env, "TRANSACTIONAL_ID": f"v-{topics.group}-0"}
-    services = kill_mid_stream(admin, topics, restarted, tmp_path, seed=13, transactional=True)
+
+    def top_up(kill: int) -> int:  # the same stream, continued
+        produce_stream(
+            bootstrap, topics.input, seed=13, start=PRELOADED + (kill - 2) * TOP_UP, count=TOP_UP
+        )
+        return TOP_UP
+
+    services, preloaded = kill_mid_stream(
+        admin,
+        topics,
+        restarted,
+        tmp_path,
+        seed=13,
+        transactional=True,
+        preloaded=PRELOADED,
+        top_up=top_up,
+    )
     try:
         first = Service.module("detector", restarted, tmp_path)
         services.append(first)
@@ -108,8 +125,8 @@ def test_every_rules_state_survives_sigkills_and_a_rebalance_exactly_once(
             return bool(mine) and bool(theirs) and mine | theirs == {0, 1, 2}
 
         wait_until(split, 60, "the rebalance to split the partitions")
-        produce_stream(bootstrap, topics.input, seed=13, start=PRELOADED, count=LATER)
-        total = PRELOADED + LATER
+        produce_stream(bootstrap, topics.input, seed=13, start=preloaded, count=LATER)
+        total = preloaded + LATER
         wait_until(
             lambda: committed_total(admin, topics) == total, 120, "every input committed", 0.2
         )
