@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,9 +21,11 @@ import pytest
 from kafka import KafkaAdminClient
 from tests.integration.test_faults import (
     FAST_GROUP,
+    OutputEnds,
     assert_exactly_once,
     assigned,
     committed,
+    committed_total,
     produce_unique,
     settled_audit,
 )
@@ -170,3 +173,124 @@ def test_with_eager_assignment_a_joining_detector_makes_every_partition_restore(
     for owned, restores in zip(scale.after, scale.restores, strict=True):
         assert owned <= set(restores), scale.summary("a partition kept its state unrestored")
     assert sum(map(len, scale.restores)) >= PARTITIONS
+
+
+MIXED = {
+    "kafka-python": {"KAFKA_CLIENT": "kafka-python"},
+    # kafka-python has no cooperative assignor: a group shared with it needs eager on confluent.
+    "confluent": {"KAFKA_CLIENT": "confluent", "KAFKA_ASSIGNMENT": "eager"},
+}
+MIXED_TOTAL = 20_000
+
+
+@pytest.mark.parametrize("killed", MIXED.keys())
+def test_a_mixed_group_survives_either_client_killed_exactly_once(
+    bootstrap: str, topics: Topics, tmp_path: Path, admin: KafkaAdminClient, killed: str
+) -> None:
+    """A kafka-python and a confluent detector share one group, as while a deployment rolls
+    from one client to the other; one is SIGKILLed mid-stream, in a transaction, and the other
+    takes its partitions over: every input once, in the right topic."""
+    create_topic(bootstrap, topics.input, PARTITIONS)
+    env = {
+        **topics.env(bootstrap),
+        **FAST_GROUP,
+        "TRANSACTIONS_TOPIC_PARTITIONS": str(PARTITIONS),
+        "TRANSACTION_TIMEOUT_MS": "5000",
+    }
+    detectors = {
+        name: Service.module("detector", {**env, **client}, tmp_path)
+        for name, client in MIXED.items()
+    }
+    victim = detectors[killed]
+    (survivor,) = (d for name, d in detectors.items() if name != killed)
+    ends = OutputEnds(bootstrap, topics)
+    try:
+
+        def split_between_both() -> bool:
+            for detector in detectors.values():
+                assert detector.running(), detector.output()
+            mine, theirs = (assigned(d) for d in detectors.values())
+            return bool(mine) and bool(theirs) and mine.isdisjoint(theirs) and mine | theirs == ALL
+
+        wait_until(split_between_both, 90, "the two clients' detectors to share the input")
+        print("split:", {name: sorted(assigned(d)) for name, d in detectors.items()})
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            producing = pool.submit(produce_unique, bootstrap, topics.input, MIXED_TOTAL, 20)
+
+            def both_committed() -> bool:
+                now = committed(admin, topics)
+                return sum(now.values()) > 2000 and all(now.get(p) for p in ALL)
+
+            wait_until(both_committed, 60, "both detectors to commit", interval=0.05)
+            wait_until(ends.open_transaction, 30, "an open transaction", interval=0.005)
+            victim.kill()
+            at_kill = committed_total(admin, topics)
+            producing.result(timeout=120)
+        print(f"SIGKILL of the {killed} detector with {at_kill} of {MIXED_TOTAL} committed")
+        assert at_kill < MIXED_TOTAL, "the stream ended before the kill; produce more records"
+
+        def taken_over() -> bool:
+            assert survivor.running(), survivor.output()
+            return assigned(survivor) == ALL and committed_total(admin, topics) == MIXED_TOTAL
+
+        wait_until(taken_over, 120, "the survivor to take over and commit every input", 0.2)
+        status, report = settled_audit(env)
+        assert survivor.running(), survivor.output()
+        assert survivor.stop() == 0, survivor.output()
+    finally:
+        ends.close()
+        for detector in detectors.values():
+            detector.kill()
+    assert_exactly_once(report, MIXED_TOTAL)
+    assert status == 0
+
+
+COOPERATIVE_CONFLUENT = {"KAFKA_CLIENT": "confluent", "KAFKA_ASSIGNMENT": "cooperative"}
+REFUSED_ORDERS = {
+    "confluent cooperative joins kafka-python": (MIXED["kafka-python"], COOPERATIVE_CONFLUENT),
+    "kafka-python joins confluent cooperative": (COOPERATIVE_CONFLUENT, MIXED["kafka-python"]),
+}
+
+
+@pytest.mark.parametrize(
+    ("first_client", "joining_client"), REFUSED_ORDERS.values(), ids=REFUSED_ORDERS
+)
+def test_a_detector_whose_assignment_the_group_does_not_share_stops_with_one_clear_line(
+    bootstrap: str,
+    topics: Topics,
+    tmp_path: Path,
+    first_client: dict[str, str],
+    joining_client: dict[str, str],
+) -> None:
+    """kafka-python has only eager assignors, so the broker refuses a member that offers only
+    cooperative next to one that offers only eager (and the other way round). The refused
+    detector stops with status 1 and one line that says what to set; the group goes on."""
+    create_topic(bootstrap, topics.input, PARTITIONS)
+    env = {**topics.env(bootstrap), **FAST_GROUP, "TRANSACTIONS_TOPIC_PARTITIONS": str(PARTITIONS)}
+    first = Service.module("detector", {**env, **first_client}, tmp_path)
+    joining: Service | None = None
+    try:
+        wait_until(lambda: assigned(first) == ALL, 60, "the first detector's partitions")
+        joining = Service.module("detector", {**env, **joining_client}, tmp_path)
+        code = joining.wait(60)
+        output = joining.output()
+        print(output)
+        # The detector's own line; the client library may log the refusal on its own logger.
+        errors = [
+            line
+            for line in output.splitlines()
+            if " ERROR " in line and " kafka." not in line and " confluent_kafka" not in line
+        ]
+        assert code == 1, output
+        assert "Traceback" not in output
+        assert len(errors) == 1, output
+        assert "partition assignment" in errors[0], errors
+        assert "KAFKA_ASSIGNMENT=eager" in errors[0], errors
+        time.sleep(1)
+        assert first.running(), first.output()
+        assert assigned(first) == ALL
+        assert first.stop() == 0, first.output()
+    finally:
+        first.kill()
+        if joining is not None:
+            joining.kill()
