@@ -41,6 +41,21 @@ class NotAllowedError(ClientError):
     """The setup is wrong: a missing ACL, an unsupported broker, a bad client option."""
 
 
+class AssignmentMismatchError(NotAllowedError):
+    """The consumer group refused this member: no partition assignment strategy that this
+    member offers is one that every other member offers too. kafka-python offers only eager
+    assignment, so a confluent member offering only cooperative cannot join its group."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(
+            "the consumer group refused this member: its members share no partition assignment "
+            "strategy. kafka-python detectors assign eagerly only: while any share the group, "
+            "run every confluent detector with KAFKA_ASSIGNMENT=eager; give all of a group's "
+            "confluent detectors the same KAFKA_ASSIGNMENT",
+            cause,
+        )
+
+
 class OutputNotWrittenError(ClientError):
     """An output of the open batch was not written: the batch must not commit."""
 

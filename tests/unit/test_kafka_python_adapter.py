@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from kafka.errors import (
     CommitFailedError,
+    InconsistentGroupProtocolError,
     InvalidProducerEpochError,
     KafkaConnectionError,
     KafkaTimeoutError,
@@ -22,6 +23,7 @@ from kafka.errors import (
 )
 
 from fraudcore.errors import (
+    AssignmentMismatchError,
     ClientError,
     FencedError,
     NotAllowedError,
@@ -66,6 +68,7 @@ def test_a_fenced_producer_refuses_a_transaction_as_fenced(fenced: Producer) -> 
         (KafkaConnectionError(), RetriableClientError),
         (KafkaTimeoutError(), RetriableClientError),
         (CommitFailedError(), ClientError),
+        (InconsistentGroupProtocolError(), AssignmentMismatchError),
     ],
 )
 def test_client_errors_are_mapped_to_ours(raised: Exception, ours: type[ClientError]) -> None:

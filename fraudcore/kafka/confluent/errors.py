@@ -6,6 +6,7 @@ from confluent_kafka import KafkaError, KafkaException
 
 from fraudcore.config import CommonSettings
 from fraudcore.errors import (
+    AssignmentMismatchError,
     ClientError,
     FencedError,
     KafkaSecurityError,
@@ -56,6 +57,8 @@ def client_error(cause: BaseException) -> ClientError:
     kind: type[ClientError] = ClientError
     if error is not None:
         code = error.code()
+        if code == KafkaError.INCONSISTENT_GROUP_PROTOCOL:
+            return AssignmentMismatchError(cause)
         if code in _FENCED:
             kind = FencedError
         elif code in _NOT_ALLOWED:

@@ -6,6 +6,7 @@ from kafka.errors import (
     AuthorizationError,
     ClusterAuthorizationFailedError,
     GroupAuthorizationFailedError,
+    InconsistentGroupProtocolError,
     InvalidProducerEpochError,
     KafkaConfigurationError,
     KafkaError,
@@ -17,6 +18,7 @@ from kafka.errors import (
 
 from fraudcore.config import CommonSettings
 from fraudcore.errors import (
+    AssignmentMismatchError,
     ClientError,
     FencedError,
     KafkaSecurityError,
@@ -35,6 +37,8 @@ def client_error(cause: BaseException) -> ClientError:
     """The project's error for one kafka-python raised (or handed to a callback)."""
     if isinstance(cause, ClientError):
         return cause
+    if isinstance(cause, InconsistentGroupProtocolError):
+        return AssignmentMismatchError(cause)
     kind: type[ClientError]
     if isinstance(cause, _NOT_ALLOWED):
         kind = NotAllowedError
