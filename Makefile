@@ -88,8 +88,9 @@ $(BENCH_VENV)/.installed: bench/requirements.txt | $(VENV)/.installed
 	$(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
 	@touch $@
 
-bench: install jars $(if $(filter-out 0,$(QUICK)),,$(BENCH_VENV)/.installed) ## throughput, latency, memory on a broker of its own (QUICK=1: ~2 min)
-	$(PY) -m bench $(if $(filter-out 0,$(QUICK)),--quick)
+# A full run also writes its report into docs/performance.md's generated section (--docs).
+bench: install jars $(if $(filter-out 0,$(QUICK)),,$(BENCH_VENV)/.installed) ## throughput, latency, memory on each client, on a broker of its own (QUICK=1: a few min)
+	$(PY) -m bench $(if $(filter-out 0,$(QUICK)),--quick,--docs)
 
 lint: install ## ruff lint and format check
 	$(VENV)/bin/ruff check .

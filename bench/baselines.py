@@ -3,12 +3,16 @@
   produce  a raw producer: the generator's own producer (make_producer) sending records encoded
            up front, so only the generator's per-record work (make, encode, pace) is left out
   pipe     a raw consume-and-produce loop with the detector's own consumer and producer
-           (make_consumer, make_producer in at_least_once): bytes in, bytes out, no parsing, no
-           rule; offsets committed after a flush every COMMIT_INTERVAL_MS as at_least_once does
+           (make_consumer, make_producer in at_least_once): bytes in, bytes out unchanged, one
+           json.loads of each value, no rule; offsets committed after a flush every
+           COMMIT_INTERVAL_MS as at_least_once does
   naive    the tutorial's detector: iterate the consumer with a json.loads deserializer, send each
            record with a json.dumps serializer; kafka-python's defaults otherwise
 
-and Kafka's own ProducerPerformance and ConsumerPerformance (the broker's and Java client's limit).
+`produce` and `pipe` run on the client KAFKA_CLIENT chooses, as the services do: the adapter's
+client is taken out of the port (`.client`) and driven with its own library's calls, so what is
+left is that library's per-record cost. Kafka's own ProducerPerformance and ConsumerPerformance
+give the broker's and the Java client's limit.
 
 `python -m bench.baselines produce|pipe|naive --bootstrap HOST:PORT ...`
 """
@@ -19,10 +23,12 @@ import argparse
 import json
 import re
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import confluent_kafka
 from kafka.structs import OffsetAndMetadata
 
 from bench.broker import run_tool
@@ -31,41 +37,68 @@ from bench.stopping import stop_flag
 from detector.clients import make_consumer as detector_consumer
 from detector.clients import make_producer as detector_producer
 from detector.config import DetectorSettings
+from fraudcore.kafka.confluent import clients as confluent
 from fraudcore.kafka.kafka_python import clients as kafka_python
+from fraudcore.kafka.ports import Consumer, Producer
 from fraudcore.runtime import freeze_startup_heap
 from generator.app import make_producer as generator_producer
 from generator.config import GeneratorSettings
 from kafka import KafkaConsumer, KafkaProducer
 
 
-def raw_producer(made: object) -> KafkaProducer:
-    """The kafka-python client inside one of our producers: this row measures the raw pipe."""
-    assert isinstance(made, kafka_python.Producer), "the raw-pipe rows run on kafka-python"
-    return made.client
-
-
-def raw_consumer(made: object) -> KafkaConsumer:
-    assert isinstance(made, kafka_python.Consumer), "the raw-pipe rows run on kafka-python"
-    return made.client
-
-
 def _produce(args: argparse.Namespace) -> int:
     records = encoded_transactions(args.count, args.seed)
     settings = GeneratorSettings(kafka_broker_url=args.bootstrap, transactions_topic=args.topic)
-    producer = raw_producer(generator_producer(settings))  # the generator's client, raw sends
+    made = generator_producer(settings)  # the generator's client, raw sends
+    made.prepare(args.topic)
+    freeze_startup_heap()  # as the generator does before its loop
+    started = time.monotonic()
     try:
-        producer.partitions_for(args.topic)
-        freeze_startup_heap()  # as the generator does before its loop
-        started = time.monotonic()
-        send = producer.send
-        for key, value in records:
-            send(args.topic, key=key, value=value)
-        producer.flush()
+        if isinstance(made, kafka_python.Producer):
+            _send_kafka_python(made.client, args.topic, records)
+        elif isinstance(made, confluent.Producer):
+            _send_confluent(made.client, args.topic, records)
+        else:
+            raise TypeError(f"no raw producer for {type(made).__name__}")
         seconds = time.monotonic() - started
     finally:
-        producer.close(timeout=10)
+        made.close(10)
     print(json.dumps({"count": len(records), "seconds": seconds, "rate": len(records) / seconds}))
     return 0
+
+
+def _send_kafka_python(
+    producer: KafkaProducer, topic: str, records: list[tuple[bytes, bytes]]
+) -> None:
+    send = producer.send
+    for key, value in records:
+        send(topic, key=key, value=value)
+    producer.flush()
+
+
+def _send_confluent(
+    producer: confluent_kafka.Producer, topic: str, records: list[tuple[bytes, bytes]]
+) -> None:
+    for key, value in records:
+        _produce_one(producer, topic, key, value, None)
+    if left := producer.flush(60):
+        raise RuntimeError(f"{left} record(s) unsent after 60 s")
+
+
+def _produce_one(
+    producer: confluent_kafka.Producer,
+    topic: str,
+    key: bytes | None,
+    value: bytes | None,
+    headers: Any,
+) -> None:
+    """librdkafka refuses a record while its queue is full: serve it, then try again."""
+    while True:
+        try:
+            producer.produce(topic, value, key, headers=headers)
+            return
+        except BufferError:
+            producer.poll(0.05)
 
 
 def _pipe(args: argparse.Namespace) -> int:
@@ -75,35 +108,101 @@ def _pipe(args: argparse.Namespace) -> int:
         consumer_group=args.group,
         processing_guarantee="at_least_once",
     )
+    # The detector's own clients (KAFKA_CLIENT's), without the detector's loop around them.
+    consumer, producer = detector_consumer(settings), detector_producer(settings)
+    interval = settings.commit_interval_ms / 1000  # the detector's COMMIT_INTERVAL_MS
     stop = stop_flag()
-    # The detector's own clients, without the detector's loop around them.
-    consumer = raw_consumer(detector_consumer(settings))
-    producer = raw_producer(detector_producer(settings))
+    try:
+        if isinstance(consumer, kafka_python.Consumer) and isinstance(
+            producer, kafka_python.Producer
+        ):
+            _pipe_kafka_python(consumer.client, producer.client, args, interval, stop)
+        elif isinstance(consumer, confluent.Consumer) and isinstance(producer, confluent.Producer):
+            batch = consumer.max_poll_records  # the detector's MAX_POLL_RECORDS
+            _pipe_confluent(consumer.client, producer.client, args, (interval, batch), stop)
+        else:
+            raise TypeError(f"no raw pipe for {type(consumer).__name__}")
+    finally:
+        _close(consumer, producer)
+    return 0
+
+
+def _close(consumer: Consumer, producer: Producer) -> None:
+    try:
+        producer.close(10)
+    finally:
+        consumer.close()
+
+
+def _pipe_kafka_python(
+    consumer: KafkaConsumer,
+    producer: KafkaProducer,
+    args: argparse.Namespace,
+    interval: float,
+    stop: threading.Event,
+) -> None:
     consumer.subscribe([args.topic])
     freeze_startup_heap()  # as the detector does before its loop
     pending: dict[Any, Any] = {}
-    commit_interval = settings.commit_interval_ms / 1000  # the detector's COMMIT_INTERVAL_MS
     last_commit = time.monotonic()
-    send = producer.send
-    output = args.output
-    try:
-        while not stop.is_set():
-            for tp, records in consumer.poll(timeout_ms=100).items():
-                for record in records:
-                    send(output, value=record.value, key=record.key, headers=record.headers)
-                pending[tp] = OffsetAndMetadata(records[-1].offset + 1, "", -1)
-            if pending and time.monotonic() - last_commit >= commit_interval:
-                producer.flush()
-                consumer.commit(pending)
-                pending = {}
-                last_commit = time.monotonic()
-        producer.flush()
-        if pending:
+    send, loads, output = producer.send, json.loads, args.output
+    while not stop.is_set():
+        for tp, records in consumer.poll(timeout_ms=100).items():
+            for record in records:
+                loads(record.value)  # the one parse every row does
+                send(output, value=record.value, key=record.key, headers=record.headers)
+            pending[tp] = OffsetAndMetadata(records[-1].offset + 1, "", -1)
+        if pending and time.monotonic() - last_commit >= interval:
+            producer.flush()
             consumer.commit(pending)
-    finally:
-        producer.close(timeout=10)
-        consumer.close(autocommit=False)
-    return 0
+            pending = {}
+            last_commit = time.monotonic()
+    producer.flush()
+    if pending:
+        consumer.commit(pending)
+
+
+def _pipe_confluent(
+    consumer: confluent_kafka.Consumer,
+    producer: confluent_kafka.Producer,
+    args: argparse.Namespace,
+    pace: tuple[float, int],
+    stop: threading.Event,
+) -> None:
+    """`pace`: the commit interval in seconds and the records per consume() call."""
+    consumer.subscribe([args.topic])
+    freeze_startup_heap()  # as the detector does before its loop
+    pending: dict[tuple[str, int], int] = {}
+    last_commit = time.monotonic()
+    produce, loads, output = producer.produce, json.loads, args.output
+    interval, batch = pace
+
+    def commit() -> None:
+        if left := producer.flush(60):
+            raise RuntimeError(f"{left} record(s) unsent after 60 s")
+        offsets = [confluent_kafka.TopicPartition(t, p, o) for (t, p), o in pending.items()]
+        consumer.commit(offsets=offsets, asynchronous=False)
+        pending.clear()
+
+    while not stop.is_set():
+        for message in consumer.consume(batch, 0.1):
+            if error := message.error():
+                raise confluent_kafka.KafkaException(error)
+            value = message.value()
+            loads(value)  # the one parse every row does
+            key, headers = message.key(), message.headers()
+            try:
+                produce(output, value, key, headers=headers)
+            except BufferError:
+                _produce_one(producer, output, key, value, headers)
+            pending[message.topic(), message.partition()] = message.offset() + 1
+        producer.poll(0)  # delivery reports (only failures, as the detector's producer is set)
+        if pending and time.monotonic() - last_commit >= interval:
+            commit()
+            last_commit = time.monotonic()
+    if pending:
+        commit()
+    producer.flush(60)
 
 
 def _naive(args: argparse.Namespace) -> int:

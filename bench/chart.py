@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench.report import THROUGHPUT_ROWS, _get, _reference_row
+from bench.report import THROUGHPUT_ROWS, _reference_row
+from bench.targets import P99_MS
+from bench.targets import get as _get
 
 
 def chart(results: dict[str, Any], path: Path) -> None:
@@ -45,18 +47,22 @@ def chart(results: dict[str, Any], path: Path) -> None:
     ax_tp.set_xlim(right=max(rates, default=1) * 8)
 
     latency = results.get("latency") or {}
-    groups = [(g, r) for g, by_rate in latency.items() for r in by_rate]
+    groups = [
+        (c, g, r) for c, by_g in latency.items() for g, by_rate in by_g.items() for r in by_rate
+    ]
     width = 0.25
     for i, pct in enumerate(("p50", "p95", "p99")):
-        values = [latency[g][r]["latency_ms"][pct] for g, r in groups]
+        values = [latency[c][g][r]["latency_ms"][pct] for c, g, r in groups]
         xs = [j + (i - 1) * width for j in range(len(groups))]
         ax_lat.bar(xs, values, width, label=pct)
     ax_lat.set_xticks(range(len(groups)))
-    ax_lat.set_xticklabels([f"{g}\n{int(r):,}/s" for g, r in groups], fontsize=8)
+    ax_lat.set_xticklabels(
+        [f"{c}\n{g}\n{int(r):,}/s" for c, g, r in groups], fontsize=6, rotation=90
+    )
     ax_lat.set_ylabel("ms")
     ax_lat.set_yscale("log")
-    ax_lat.axhline(50, color="tab:green", linestyle="--", linewidth=1, label="50 ms")
-    ax_lat.axhline(250, color="tab:red", linestyle="--", linewidth=1, label="250 ms")
+    for (guarantee, ms), color in zip(P99_MS.items(), ("tab:green", "tab:red"), strict=True):
+        ax_lat.axhline(ms, color=color, linestyle="--", linewidth=1, label=f"p99 {guarantee}")
     ax_lat.set_title("end-to-end latency")
     ax_lat.legend(fontsize=8)
 

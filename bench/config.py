@@ -37,6 +37,8 @@ class BenchConfig:
     velocity_stream_seconds: float = 180.0
     velocity_accounts: int = 100_000
     velocity_window_seconds: float = 60.0
+    # 9. the hot path's stages (bench/hot_path.py), timed in-process over this many records
+    hot_path_records: int = 50_000
     partitions: int = 3
     seed: int = 20_261_129
 
@@ -67,6 +69,7 @@ class BenchConfig:
                 velocity_stream_seconds=seconds(24, 3),
                 velocity_accounts=20_000,
                 velocity_window_seconds=6.0,
+                hot_path_records=count(20_000, 2000),
             )
         return cls(
             mode=FULL,

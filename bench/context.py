@@ -6,14 +6,24 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from bench.config import BenchConfig
 from bench.kafka_ops import run_tag
 from bench.procs import Process, service_env
 from bench.reference import reference_python
+from fraudcore.config import CommonSettings, KafkaClient
 
 log = logging.getLogger("bench")
+
+# Every client the services can run on (KAFKA_CLIENT); the bench measures each.
+CLIENTS: tuple[str, ...] = get_args(KafkaClient)
+
+
+def environment_client() -> str:
+    """The client KAFKA_CLIENT chooses for the bench's own environment (the generator section
+    and the raw producer run on it): the services' setting, validated as they validate it."""
+    return CommonSettings().kafka_client
 
 
 @dataclass
@@ -39,12 +49,14 @@ class Context:
         full = service_env({"KAFKA_BROKER_URL": self.bootstrap, **env})
         return Process.python_module(module, [], full, self.logs / f"{label}.log")
 
-    def baseline(self, kind: str, label: str, args: list[str]) -> Process:
-        env = service_env({})
+    def baseline(
+        self, kind: str, label: str, args: list[str], env: dict[str, str] | None = None
+    ) -> Process:
+        """python -m bench.baselines `kind`; `env` over the bench's own (KAFKA_CLIENT, say)."""
         return Process.python_module(
             "bench.baselines",
             [kind, "--bootstrap", self.bootstrap, *args],
-            env,
+            service_env(env or {}),
             self.logs / f"{label}.log",
         )
 

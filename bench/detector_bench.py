@@ -1,7 +1,7 @@
-"""2./3./5. The detector's throughput in each guarantee (amount rule only, and with the velocity
-rule on) and its peak RSS, against the raw pipe, and the reference rows: the naive detector, a
-Quix Streams app and a plain confluent-kafka loop (bench/reference.py), all on the same preloaded
-input.
+"""2./3./5. The detector's throughput on each client (KAFKA_CLIENT), in each guarantee (amount
+rule only, and with the velocity rule on) and its peak RSS, against the raw pipe on the same
+client, and the reference rows: the naive detector, a Quix Streams app and a plain
+confluent-kafka loop (bench/reference.py), all on the same preloaded input.
 
 Each consumer runs as a process in a fresh consumer group and is timed from outside, from the
 first moment the group has committed anything until its committed offsets reach the end of the
@@ -26,7 +26,7 @@ import subprocess
 from collections.abc import Callable
 from typing import Any
 
-from bench.context import Context, best, log
+from bench.context import CLIENTS, Context, best, log
 from bench.generator_bench import last_json
 from bench.kafka_ops import (
     admin_client,
@@ -78,6 +78,8 @@ def timed(
         "startup_seconds": next(t for t, v, _ in progress.samples if v > 0),
         "peak_rss_mb": peak_rss,
     }
+    if progress.from_start():
+        result["timed_from_start"] = True  # one commit held the whole input: start-up counted
     log.info("%s: %.0f records/s, %s", what, result["rate"], _cpu(result))
     return result
 
@@ -97,15 +99,21 @@ def _cpu(result: dict[str, Any]) -> str:
     return "cpu n/a" if cpu is None else f"{cpu:.1f} us CPU/record"
 
 
+def _detector_what(client: str, guarantee: str, velocity: bool) -> str:
+    return f"detector on {client}, {guarantee}{', velocity on' if velocity else ''}"
+
+
 def detector(
-    ctx: Context, input_topic: str, guarantee: str, run: int, velocity: bool = False
+    ctx: Context, input_topic: str, client: str, guarantee: str, run: int, *, velocity: bool = False
 ) -> dict[str, Any]:
-    what = f"detector {guarantee}{', velocity on' if velocity else ''}"
-    return _retried(lambda: _detector(ctx, input_topic, guarantee, run, velocity), what)
+    what = _detector_what(client, guarantee, velocity)
+    return _retried(
+        lambda: _detector(ctx, input_topic, client, guarantee, run, velocity=velocity), what
+    )
 
 
-def raw_pipe(ctx: Context, input_topic: str, run: int) -> dict[str, Any]:
-    return _retried(lambda: _raw_pipe(ctx, input_topic, run), "raw pipe")
+def raw_pipe(ctx: Context, input_topic: str, client: str, run: int) -> dict[str, Any]:
+    return _retried(lambda: _raw_pipe(ctx, input_topic, client, run), f"raw pipe on {client}")
 
 
 def naive(ctx: Context, input_topic: str, run: int) -> dict[str, Any]:
@@ -129,27 +137,37 @@ def _outputs(ctx: Context, legit: str, fraud: str) -> dict[str, int]:
         }
 
 
+def detector_env(
+    input_topic: str, group: str, client: str, guarantee: str, partitions: int
+) -> dict[str, str]:
+    """A detector's settings in the bench: its client, guarantee and topics of its own."""
+    return {
+        "KAFKA_CLIENT": client,
+        "TRANSACTIONS_TOPIC": input_topic,
+        "TRANSACTIONS_TOPIC_PARTITIONS": str(partitions),
+        "LEGIT_TOPIC": f"{group}.legit",
+        "FRAUD_TOPIC": f"{group}.fraud",
+        "DEAD_LETTER_TOPIC": f"{group}.invalid",
+        "CONSUMER_GROUP": group,
+        "PROCESSING_GUARANTEE": guarantee,
+    }
+
+
 def _detector(
-    ctx: Context, input_topic: str, guarantee: str, run: int, velocity: bool
+    ctx: Context, input_topic: str, client: str, guarantee: str, run: int, *, velocity: bool
 ) -> dict[str, Any]:
     suffix = "-velocity" if velocity else ""
-    group = ctx.name(f"detector-{guarantee}{suffix}")
+    group = ctx.name(f"detector-{client}-{guarantee}{suffix}")
     legit, fraud = f"{group}.legit", f"{group}.fraud"
     process = ctx.service(
         "detector",
-        f"detector-{guarantee}{suffix}-{run}",
+        f"detector-{client}-{guarantee}{suffix}-{run}",
         {
-            "TRANSACTIONS_TOPIC": input_topic,
-            "TRANSACTIONS_TOPIC_PARTITIONS": str(ctx.config.partitions),
-            "LEGIT_TOPIC": legit,
-            "FRAUD_TOPIC": fraud,
-            "DEAD_LETTER_TOPIC": f"{group}.invalid",
-            "CONSUMER_GROUP": group,
-            "PROCESSING_GUARANTEE": guarantee,
+            **detector_env(input_topic, group, client, guarantee, ctx.config.partitions),
             **(VELOCITY_ENV if velocity else {}),
         },
     )
-    what = f"detector {guarantee}{', velocity on' if velocity else ''}"
+    what = _detector_what(client, guarantee, velocity)
     with admin_client(ctx.bootstrap) as admin:
         result = timed(ctx, process, lambda: committed(admin, group), what)
     if velocity:
@@ -195,15 +213,18 @@ def _reference(
     return result
 
 
-def _raw_pipe(ctx: Context, input_topic: str, run: int) -> dict[str, Any]:
-    group = ctx.name("pipe")
+def _raw_pipe(ctx: Context, input_topic: str, client: str, run: int) -> dict[str, Any]:
+    group = ctx.name(f"pipe-{client}")
     output = f"{group}.out"
     create_topics(ctx.bootstrap, [output], ctx.config.partitions)
     process = ctx.baseline(
-        "pipe", f"raw-pipe-{run}", ["--topic", input_topic, "--group", group, "--output", output]
+        "pipe",
+        f"raw-pipe-{client}-{run}",
+        ["--topic", input_topic, "--group", group, "--output", output],
+        {"KAFKA_CLIENT": client},
     )
     with admin_client(ctx.bootstrap) as admin:
-        return timed(ctx, process, lambda: committed(admin, group), "raw pipe")
+        return timed(ctx, process, lambda: committed(admin, group), f"raw pipe on {client}")
 
 
 def _naive(ctx: Context, input_topic: str, run: int) -> dict[str, Any]:
@@ -266,7 +287,9 @@ def _check_routing(name: str, row: dict[str, Any], expected: dict[str, int]) -> 
 
 def consumers(ctx: Context, input_topic: str) -> dict[str, Any]:
     """Every consumer `repeats` times, interleaved so that a noisy spell hits all of them alike:
-    in each guarantee, the detector, the detector with velocity on, then the reference apps."""
+    the raw pipe on each client; then in each guarantee, on each client the detector and the
+    detector with velocity on, then the reference apps. Keyed by client under "detector",
+    "detector_velocity" and "baselines.raw_pipe"."""
     info = reference_versions(ctx)
     kinds = () if "skipped" in info else KINDS
     runs: dict[tuple[str, ...], list[dict[str, Any]]] = {}
@@ -275,13 +298,18 @@ def consumers(ctx: Context, input_topic: str) -> dict[str, Any]:
         runs.setdefault(key, []).append(sample)
 
     for run in range(1, ctx.config.repeats + 1):
-        add(("baselines", "raw_pipe"), raw_pipe(ctx, input_topic, run))
+        for client in CLIENTS:
+            add(("baselines", "raw_pipe", client), raw_pipe(ctx, input_topic, client, run))
         for guarantee in GUARANTEES:
-            add(("detector", guarantee), detector(ctx, input_topic, guarantee, run))
-            add(
-                ("detector_velocity", guarantee),
-                detector(ctx, input_topic, guarantee, run, velocity=True),
-            )
+            for client in CLIENTS:
+                add(
+                    ("detector", client, guarantee),
+                    detector(ctx, input_topic, client, guarantee, run),
+                )
+                add(
+                    ("detector_velocity", client, guarantee),
+                    detector(ctx, input_topic, client, guarantee, run, velocity=True),
+                )
             for kind in kinds:
                 add(
                     ("reference", kind, guarantee),

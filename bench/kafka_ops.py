@@ -111,8 +111,11 @@ def _timestamp_at(consumer: KafkaConsumer, tp: TopicPartition, offset: int) -> i
     raise RuntimeError(f"could not read offset {offset} of {tp}")
 
 
-def wait_for_group(admin: KafkaAdminClient, group: str, partitions: int, timeout: float) -> None:
-    """Until the group is Stable and its members hold every partition (or raise)."""
+def wait_for_group(
+    admin: KafkaAdminClient, group: str, partitions: int, timeout: float, members: int = 1
+) -> None:
+    """Until the group is Stable with at least `members` members, and they hold every
+    partition (or raise)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -121,7 +124,10 @@ def wait_for_group(admin: KafkaAdminClient, group: str, partitions: int, timeout
             if not getattr(exc, "retriable", False):
                 raise
             described = {}
-        if described.get("group_state") == "Stable":
+        if (
+            described.get("group_state") == "Stable"
+            and len(described.get("members", [])) >= members
+        ):
             held = sum(
                 len(assigned["partitions"])
                 for member in described.get("members", [])
@@ -152,11 +158,17 @@ class Progress:
     finished: bool = False
 
     def _first_moving(self) -> tuple[float, int, float | None]:
-        """The first sample above 0: processing is known to have started."""
+        """The first sample above 0: processing is known to have started. When that sample is
+        already the target (one commit held the whole input: a short run), the first sample,
+        so that the span is not empty; from_start() tells."""
         start = next((s for s in self.samples if s[1] > 0), None)
         if start is None or not self.finished:
             raise RuntimeError(f"no measurable progress: {self.samples[-3:]} of {self.target}")
-        return start
+        return self.samples[0] if start[1] >= self.target else start
+
+    def from_start(self) -> bool:
+        """Whether the span starts at the first sample (start-up included), not at progress."""
+        return self._first_moving() is self.samples[0]
 
     def seconds(self) -> float:
         return self.samples[-1][0] - self._first_moving()[0]

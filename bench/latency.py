@@ -1,11 +1,12 @@
 """4. End-to-end latency: from the generator's send to a read_committed reader seeing the output.
 
-Per run: fresh topics and group; the detector starts and joins its group; a reader (this
-process, read_committed) follows the three output topics; then the real generator runs at the
-target rate for a fixed time. The reader notes when each transaction id shows up; afterwards the
-input topic is read for each id's CreateTime (set by the generator's producer at send). Latency
-= seen - CreateTime, over every record after a short warm-up. The detector forwards the bytes
-unchanged, so the id is read from the value's first bytes without parsing.
+On each client (the generator and the detector both run with that KAFKA_CLIENT), per run: fresh
+topics and group; the detector starts and joins its group; a reader (this process, read_committed,
+always kafka-python: the same yardstick for both) follows the three output topics; then the real
+generator runs at the target rate for a fixed time. The reader notes when each transaction id shows
+up; afterwards the input topic is read for each id's CreateTime (set by the generator's producer at
+send). Latency = seen - CreateTime, over every record after a short warm-up. The detector forwards
+the bytes unchanged, so the id is read from the value's first bytes without parsing.
 """
 
 from __future__ import annotations
@@ -58,9 +59,9 @@ def _created_times(bootstrap: str, topic: str, partitions: int, count: int) -> d
     return created
 
 
-def run(ctx: Context, guarantee: str, rate: int) -> dict[str, Any]:
+def run(ctx: Context, client: str, guarantee: str, rate: int) -> dict[str, Any]:
     cfg = ctx.config
-    base = ctx.name(f"latency-{guarantee}-{rate}")
+    base = ctx.name(f"latency-{client}-{guarantee}-{rate}")
     topics = {
         "input": f"{base}.in",
         "legit": f"{base}.legit",
@@ -70,8 +71,9 @@ def run(ctx: Context, guarantee: str, rate: int) -> dict[str, Any]:
     create_topics(ctx.bootstrap, list(topics.values()), cfg.partitions)
     detector = ctx.service(
         "detector",
-        f"latency-detector-{guarantee}-{rate}",
+        f"latency-detector-{client}-{guarantee}-{rate}",
         {
+            "KAFKA_CLIENT": client,
             "TRANSACTIONS_TOPIC": topics["input"],
             "LEGIT_TOPIC": topics["legit"],
             "FRAUD_TOPIC": topics["fraud"],
@@ -88,7 +90,9 @@ def run(ctx: Context, guarantee: str, rate: int) -> dict[str, Any]:
         with admin_client(ctx.bootstrap) as admin:
             wait_for_group(admin, base, cfg.partitions, timeout=90)
         reader.poll(timeout_ms=100)  # connected and positioned before the first send
-        generator = _start_generator(ctx, topics["input"], rate, count, guarantee)
+        generator = _start_generator(
+            ctx, topics["input"], rate, count, client=client, guarantee=guarantee
+        )
         deadline = time.monotonic() + cfg.latency_seconds + 90
         while len(seen) < count and time.monotonic() < deadline:
             batch = reader.poll(timeout_ms=50)
@@ -114,6 +118,7 @@ def run(ctx: Context, guarantee: str, rate: int) -> dict[str, Any]:
     summary = summarize(latencies)
     result = {
         "rate": rate,
+        "client": client,
         "guarantee": guarantee,
         "records": count,
         "outputs_seen": len(seen),
@@ -122,19 +127,24 @@ def run(ctx: Context, guarantee: str, rate: int) -> dict[str, Any]:
         "latency_ms": summary,
     }
     if len(seen) < count:
-        raise RuntimeError(f"latency {guarantee} {rate}/s: saw {len(seen)} of {count} outputs")
+        raise RuntimeError(
+            f"latency {client} {guarantee} {rate}/s: saw {len(seen)} of {count} outputs"
+        )
     log.info(
-        "latency %s at %d/s: p50 %.1f ms, p95 %.1f ms, p99 %.1f ms (%d records)",
-        guarantee, rate, summary["p50"], summary["p95"], summary["p99"], summary["count"],
+        "latency on %s, %s at %d/s: p50 %.1f ms, p95 %.1f ms, p99 %.1f ms (%d records)",
+        client, guarantee, rate, summary["p50"], summary["p95"], summary["p99"], summary["count"],
     )  # fmt: skip
     return result
 
 
-def _start_generator(ctx: Context, topic: str, rate: int, count: int, guarantee: str) -> Process:
+def _start_generator(
+    ctx: Context, topic: str, rate: int, count: int, *, client: str, guarantee: str
+) -> Process:
     return ctx.service(
         "generator",
-        f"latency-generator-{guarantee}-{rate}",
+        f"latency-generator-{client}-{guarantee}-{rate}",
         {
+            "KAFKA_CLIENT": client,
             "TRANSACTIONS_TOPIC": topic,
             "TRANSACTIONS_PER_SECOND": str(rate),
             "TRANSACTIONS_COUNT": str(count),
@@ -143,8 +153,16 @@ def _start_generator(ctx: Context, topic: str, rate: int, count: int, guarantee:
     )
 
 
-def all_runs(ctx: Context, guarantees: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+def all_runs(
+    ctx: Context, clients: tuple[str, ...], guarantees: tuple[str, ...]
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """By client, guarantee and rate."""
     return {
-        guarantee: {str(rate): run(ctx, guarantee, rate) for rate in ctx.config.latency_rates}
-        for guarantee in guarantees
+        client: {
+            guarantee: {
+                str(rate): run(ctx, client, guarantee, rate) for rate in ctx.config.latency_rates
+            }
+            for guarantee in guarantees
+        }
+        for client in clients
     }

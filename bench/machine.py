@@ -8,6 +8,8 @@ import subprocess
 from importlib.metadata import version
 from typing import Any
 
+import confluent_kafka
+
 from bench.broker import kafka_version
 from devtools.broker import BROKER_SCRIPT
 
@@ -65,5 +67,7 @@ def describe() -> dict[str, Any]:
         "java": _java_version(),
         "kafka": kafka_version(),
         "kafka_python": version("kafka-python"),
+        "confluent_kafka": version("confluent-kafka"),
+        "librdkafka": confluent_kafka.libversion()[0],
         "platform": platform.platform(),
     }

@@ -17,23 +17,37 @@ from typing import Any
 from bench import (
     detector_bench,
     generator_bench,
+    hot_path,
     latency,
     machine,
     report,
     rules_bench,
+    scaling,
     velocity_bench,
 )
 from bench.baselines import consumer_performance, producer_performance
 from bench.broker import LocalBroker
 from bench.chart import chart
 from bench.config import QUICK, BenchConfig
-from bench.context import Context, log
+from bench.context import CLIENTS, Context, environment_client, log
 from bench.kafka_ops import create_topics, encoded_transactions
 from bench.procs import stop_all
+from bench.targets import targets
 from devtools.broker import REPO_ROOT
 
-SECTIONS = ("generator", "detector", "kafka_tools", "latency", "velocity", "rules")
+SECTIONS = (
+    "generator",
+    "detector",
+    "kafka_tools",
+    "latency",
+    "velocity",
+    "rules",
+    "scaling",
+    "hot_path",
+)
 DEFAULT_OUT = REPO_ROOT / "bench" / "results"
+DOCS = REPO_ROOT / "docs" / "performance.md"
+CHART_COPY = REPO_ROOT / "bench" / "bench-full.png"
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -59,6 +73,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "they need the venv `make bench` installs)",
     )
     parser.add_argument("--out", type=Path, default=None, help=f"default {DEFAULT_OUT}")
+    parser.add_argument(
+        "--docs",
+        action="store_true",
+        help=f"also write the report into {DOCS.relative_to(REPO_ROOT)}'s generated section and "
+        f"the chart to {CHART_COPY.relative_to(REPO_ROOT)} (make bench does, in a full run)",
+    )
     parser.add_argument(
         "--bootstrap",
         default=None,
@@ -89,6 +109,7 @@ def measure(ctx: Context, sections: set[str]) -> dict[str, Any]:
     if "generator" in sections:
         raw, unthrottled = generator_bench.producers(ctx, input_topic)
         results["generator"] = {
+            "client": environment_client(),
             "raw_producer": raw,
             "unthrottled": unthrottled,
             "paced": generator_bench.paced_rates(ctx),
@@ -114,22 +135,35 @@ def measure(ctx: Context, sections: set[str]) -> dict[str, Any]:
     if "velocity" in sections:
         results["velocity_state"] = velocity_bench.window_state(ctx)
     if "latency" in sections:
-        results["latency"] = latency.all_runs(ctx, detector_bench.GUARANTEES)
+        results["latency"] = latency.all_runs(ctx, CLIENTS, detector_bench.GUARANTEES)
+    if "scaling" in sections:
+        results["scaling"] = scaling.all_runs(ctx)
     if "rules" in sections:
         results["rules_state"] = rules_bench.measure(quick=cfg.mode == QUICK)
-    by_run = {
-        f"throughput, {g}{label}": results[key][g]["peak_rss_mb"]
-        for key, label in (("detector", ""), ("detector_velocity", ", velocity on"))
-        for g in detector_bench.GUARANTEES
-        if key in results
-    }
-    for guarantee, by_rate in (results.get("latency") or {}).items():
-        for rate, run in by_rate.items():
-            by_run[f"latency, {guarantee}, {int(rate):,}/s"] = run["peak_rss_mb"]
-    measured = [mb for mb in by_run.values() if mb is not None]
-    if measured:
-        results["memory"] = {"detector_peak_rss_mb": max(measured), "by_run": by_run}
+    if "hot_path" in sections:
+        results["hot_path"] = hot_path.measure(cfg.hot_path_records, cfg.seed)
+    if memory := _memory(results):
+        results["memory"] = memory
     return results
+
+
+def _memory(results: dict[str, Any]) -> dict[str, Any] | None:
+    """The detector's peak RSS in each run that measured it, and the highest."""
+    by_run = {
+        f"throughput, {client}, {g}{label}": results[key][client][g]["peak_rss_mb"]
+        for key, label in (("detector", ""), ("detector_velocity", ", velocity on"))
+        if key in results
+        for client in CLIENTS
+        for g in detector_bench.GUARANTEES
+    }
+    for client, by_guarantee in (results.get("latency") or {}).items():
+        for guarantee, by_rate in by_guarantee.items():
+            for rate, run in by_rate.items():
+                by_run[f"latency, {client}, {guarantee}, {int(rate):,}/s"] = run["peak_rss_mb"]
+    measured = [mb for mb in by_run.values() if mb is not None]
+    if not measured:
+        return None
+    return {"detector_peak_rss_mb": max(measured), "by_run": by_run}
 
 
 def _measure(ctx: Context, sections: set[str]) -> dict[str, Any]:
@@ -195,8 +229,11 @@ def main(argv: list[str] | None = None) -> int:
     meta["load_average_end"] = machine.load_average()
     meta["duration_seconds"] = round(time.monotonic() - started, 1)
     results = {"meta": meta, **results}
-    results["targets"] = report.targets(results)
+    results["targets"] = targets(results)
     paths = write_results(results, out_dir, f"bench-{config.mode}")
+    if args.docs:
+        report.update_docs(results, DOCS, paths["chart"], CHART_COPY)
+        paths["docs"] = DOCS
     print(report.markdown(results))
     for kind, path in paths.items():
         print(f"{kind}: {path}")
