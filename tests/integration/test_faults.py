@@ -14,6 +14,7 @@ import os
 import random
 import re
 import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -41,9 +42,12 @@ from tests.kafka_helpers import (
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 TOTAL = 20_000
-# Input added before each restart of kill_mid_stream, so that later kills find work.
-TOP_UP = 30_000
+# What a Feeder adds to the input while kill_mid_stream kills: a chunk, then a pause.
+FEED_CHUNK = 1_000
+FEED_PAUSE = 0.2
 KILLS = 3
+# Where each kill falls, as a share of the input still to process when the detector starts.
+KILL_FROM, KILL_TO = 0.05, 0.4
 # A SIGKILLed detector stays a group member until its session times out; the broker's minimum
 # keeps each restart short. Smaller polls make progress, and so each kill, finer grained.
 FAST_GROUP = {"SESSION_TIMEOUT_MS": "6000", "MAX_POLL_RECORDS": "500"}
@@ -169,6 +173,49 @@ class OutputEnds:
         self._stable.close()
 
 
+class Feeder:
+    """Keeps the input growing in the background, chunk after chunk, until stopped.
+
+    A kill test must kill a detector that is working. A fixed amount of input does not ensure
+    that: a fast client processes tens of thousands of records between two looks at its
+    progress. With a feeder the stream never ends while the kills go on, and each restart
+    meets the backlog that built up while the killed member's session timed out.
+    """
+
+    def __init__(self, produce_chunk: Callable[[int], int], pause: float = FEED_PAUSE) -> None:
+        self._produce_chunk = produce_chunk
+        self._pause = pause
+        self._stop = threading.Event()
+        self._fed = 0
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="feeder", daemon=True)
+        self._thread.start()
+
+    @property
+    def fed(self) -> int:
+        """Records acknowledged so far."""
+        return self._fed
+
+    def _run(self) -> None:
+        try:
+            for chunk in itertools.count():
+                if self._stop.is_set():
+                    return
+                self._fed += self._produce_chunk(chunk)
+                self._stop.wait(self._pause)
+        except BaseException as exc:  # reported by stop(), in the test's thread
+            self._error = exc
+
+    def stop(self) -> int:
+        """Stop after the chunk in flight; the number of records fed."""
+        self._stop.set()
+        self._thread.join(timeout=120)
+        assert not self._thread.is_alive(), "the feeder did not stop"
+        if self._error is not None:
+            raise AssertionError(f"the feeder failed: {self._error!r}") from self._error
+        return self._fed
+
+
 def kill_mid_stream(
     admin: KafkaAdminClient,
     topics: Topics,
@@ -178,45 +225,44 @@ def kill_mid_stream(
     seed: int,
     transactional: bool,
     preloaded: int,
-    top_up: Callable[[int], int],
+    feed: Callable[[int], int],
 ) -> tuple[list[Service], int]:
-    """Start a detector, let it commit something new, SIGKILL it at a random moment; KILLS times.
-    Returns the detectors and the input's size.
+    """Start a detector, let it commit part of its backlog, SIGKILL it; KILLS times, while
+    `feed(chunk)` keeps adding input (a Feeder). Returns the detectors and the input's size.
 
-    With transactions, the kill waits for outputs of an open transaction in the log, so that
-    it has something to abort. Before each restart `top_up(kill)` adds input and says how much:
-    a fast client would otherwise finish the `preloaded` input before the later kills.
+    Each kill falls at a random point of what was left to process when the detector started,
+    judged by committed progress. With transactions it also waits for the outputs of an open
+    transaction in the log, so that the kill has something to abort.
     """
     rng = random.Random(seed)
     killed: list[Service] = []
     ends = OutputEnds(env["KAFKA_BROKER_URL"], topics)
-    total = preloaded
+    feeder = Feeder(feed)
     try:
         last = committed_total(admin, topics)
         for kill in range(1, KILLS + 1):
-            if kill > 1:
-                total += top_up(kill)
             detector = Service.module("detector", env, tmp_path)
             killed.append(detector)
+            backlog = preloaded + feeder.fed - last
+            mark = last + 1 + int(backlog * rng.uniform(KILL_FROM, KILL_TO))
 
-            def progressed(since: int = last, detector: Service = detector) -> bool:
+            def progressed(mark: int = mark, detector: Service = detector) -> bool:
                 assert detector.running(), detector.output()
-                return committed_total(admin, topics) > since
+                return committed_total(admin, topics) >= mark
 
-            wait_until(progressed, 60, f"new committed output before kill {kill}", interval=0.05)
-            time.sleep(rng.uniform(0.02, 0.25))  # mid-batch: a transaction lasts ~100 ms
+            wait_until(progressed, 90, f"committed output past {mark} before kill {kill}", 0.005)
             if transactional:
                 wait_until(ends.open_transaction, 30, "an open transaction", interval=0.005)
             assert detector.running(), detector.output()
             detector.kill()
             last = committed_total(admin, topics)
-            print(f"kill {kill}: SIGKILL with {last} of {total} input records committed")
-            assert last < total, "the stream ended before the kill; top up more records"
+            print(f"kill {kill}: SIGKILL with {last} of {preloaded + feeder.fed} committed")
     except BaseException:
         for service in killed:
             service.kill()
         raise
     finally:
+        total = preloaded + feeder.stop()
         ends.close()
     return killed, total
 
@@ -237,9 +283,9 @@ def test_sigkill_mid_stream_then_restart(
     }
     started = time.monotonic()
 
-    def top_up(kill: int) -> int:
-        produce_unique(bootstrap, topics.input, TOP_UP, seed=1000 + kill)
-        return TOP_UP
+    def feed(chunk: int) -> int:
+        produce_unique(bootstrap, topics.input, FEED_CHUNK, seed=1000 + chunk)
+        return FEED_CHUNK
 
     services, total = kill_mid_stream(
         admin,
@@ -249,7 +295,7 @@ def test_sigkill_mid_stream_then_restart(
         seed=GUARANTEES.index(guarantee),
         transactional=guarantee == "exactly_once",
         preloaded=TOTAL,
-        top_up=top_up,
+        feed=feed,
     )
     try:
         final = Service.module("detector", env, tmp_path)

@@ -23,7 +23,7 @@ from fraudcore.core.model import TransactionFactory
 from kafka import KafkaAdminClient
 from tests.integration.test_faults import (
     FAST_GROUP,
-    TOP_UP,
+    FEED_CHUNK,
     assert_exactly_once,
     assigned,
     committed_total,
@@ -95,11 +95,10 @@ def test_every_rules_state_survives_sigkills_and_a_rebalance_exactly_once(
     # The restarts, and then the first of two detectors, share one id: each fences the last.
     restarted = {**env, "TRANSACTIONAL_ID": f"v-{topics.group}-0"}
 
-    def top_up(kill: int) -> int:  # the same stream, continued
-        produce_stream(
-            bootstrap, topics.input, seed=13, start=PRELOADED + (kill - 2) * TOP_UP, count=TOP_UP
-        )
-        return TOP_UP
+    def feed(chunk: int) -> int:  # the same stream, continued
+        start = PRELOADED + chunk * FEED_CHUNK
+        produce_stream(bootstrap, topics.input, seed=13, start=start, count=FEED_CHUNK)
+        return FEED_CHUNK
 
     services, preloaded = kill_mid_stream(
         admin,
@@ -109,7 +108,7 @@ def test_every_rules_state_survives_sigkills_and_a_rebalance_exactly_once(
         seed=13,
         transactional=True,
         preloaded=PRELOADED,
-        top_up=top_up,
+        feed=feed,
     )
     try:
         first = Service.module("detector", restarted, tmp_path)
