@@ -84,7 +84,7 @@ def timed(
     return result
 
 
-def _retried(run: Callable[[], dict[str, Any]], what: str) -> dict[str, Any]:
+def retried(run: Callable[[], dict[str, Any]], what: str) -> dict[str, Any]:
     """One more try, in a fresh group, when a consumer stalls (seen once with kafka-python
     3.0.12: a consumer spinning in poll() while its group stayed Empty)."""
     try:
@@ -107,24 +107,24 @@ def detector(
     ctx: Context, input_topic: str, client: str, guarantee: str, run: int, *, velocity: bool = False
 ) -> dict[str, Any]:
     what = _detector_what(client, guarantee, velocity)
-    return _retried(
+    return retried(
         lambda: _detector(ctx, input_topic, client, guarantee, run, velocity=velocity), what
     )
 
 
 def raw_pipe(ctx: Context, input_topic: str, client: str, run: int) -> dict[str, Any]:
-    return _retried(lambda: _raw_pipe(ctx, input_topic, client, run), f"raw pipe on {client}")
+    return retried(lambda: _raw_pipe(ctx, input_topic, client, run), f"raw pipe on {client}")
 
 
 def naive(ctx: Context, input_topic: str, run: int) -> dict[str, Any]:
-    return _retried(lambda: _naive(ctx, input_topic, run), "naive detector")
+    return retried(lambda: _naive(ctx, input_topic, run), "naive detector")
 
 
 def reference(
     ctx: Context, input_topic: str, kind: str, guarantee: str, run: int
 ) -> dict[str, Any]:
     what = f"{REFERENCE_LABELS[kind]} {guarantee}"
-    return _retried(lambda: _reference(ctx, input_topic, kind, guarantee, run), what)
+    return retried(lambda: _reference(ctx, input_topic, kind, guarantee, run), what)
 
 
 def _outputs(ctx: Context, legit: str, fraud: str) -> dict[str, int]:

@@ -101,6 +101,11 @@ def _stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handle)
 
 
+class BenchError(RuntimeError):
+    """A measurement failed: the first line of why, for the run's last log line (the full
+    error, with the processes' output tails, is logged before it)."""
+
+
 def measure(ctx: Context, sections: set[str]) -> dict[str, Any]:
     cfg = ctx.config
     results: dict[str, Any] = {}
@@ -169,6 +174,9 @@ def _memory(results: dict[str, Any]) -> dict[str, Any] | None:
 def _measure(ctx: Context, sections: set[str]) -> dict[str, Any]:
     try:
         return measure(ctx, sections)
+    except Exception as exc:
+        first = (str(exc).splitlines() or [""])[0]
+        raise BenchError(f"failed: {type(exc).__name__}: {first}") from exc
     finally:
         stop_all()  # before the broker goes: children still running after an error or Ctrl-C
 
@@ -226,6 +234,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         log.error("interrupted; the broker and every child process were stopped")
         return 130
+    except BenchError as failed:
+        # The whole error (with the processes' output tails) first, its one-line summary last:
+        # the end of the output is what a caller keeps.
+        log.error("%s", failed.__cause__)
+        log.error("bench: %s", failed)
+        return 1
     meta["load_average_end"] = machine.load_average()
     meta["duration_seconds"] = round(time.monotonic() - started, 1)
     results = {"meta": meta, **results}

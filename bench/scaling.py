@@ -18,10 +18,11 @@ per core implies for more partitions.
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Any
 
 from bench.context import CLIENTS, Context, log
-from bench.detector_bench import detector_env
+from bench.detector_bench import StalledError, detector_env, retried
 from bench.kafka_ops import (
     admin_client,
     committed,
@@ -71,7 +72,7 @@ def run(ctx: Context, client: str, detectors: int) -> dict[str, Any]:
             process.stop()
     if not progress.finished:
         tails = "\n".join(p.output_tail() for p in processes)
-        raise RuntimeError(f"{what} did not finish: {progress.samples[-3:]}\n{tails}")
+        raise StalledError(f"{what} did not finish: {progress.samples[-3:]}\n{tails}")
     (_, _, cpu_start), (seconds, _, cpu_end) = progress.samples[0], progress.samples[-1]
     cpu = None if cpu_start is None or cpu_end is None else cpu_end - cpu_start
     result = {
@@ -105,7 +106,13 @@ def all_runs(ctx: Context) -> dict[str, Any]:
     return {
         "guarantee": GUARANTEE,
         "producer_client": PRODUCER_CLIENT,
-        **{client: {str(n): run(ctx, client, n) for n in DETECTORS} for client in CLIENTS},
+        **{
+            client: {
+                str(n): retried(partial(run, ctx, client, n), f"{n} detector(s) on {client}")
+                for n in DETECTORS
+            }
+            for client in CLIENTS
+        },
     }
 
 
