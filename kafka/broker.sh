@@ -382,7 +382,10 @@ topic_named() {
 #   generator: WRITE, DESCRIBE on the input topic (an idempotent producer needs no more)
 #   detector:  READ, DESCRIBE on the input topic; READ on its consumer group;
 #              WRITE, DESCRIBE on the legit, fraud and dead-letter topics;
-#              WRITE, DESCRIBE on transactional ids starting with its prefix (exactly_once)
+#              WRITE, DESCRIBE on transactional ids starting with its prefix (exactly_once);
+#              CREATE, DESCRIBE, READ, WRITE on topics starting with "<group>-": the changelogs
+#              of its rules' keyed state (fraudcore/core/topics.py changelog_prefix), which it
+#              creates and restores from itself, whatever the rules file names them
 # Skipped when the data dir records the same set as last time.
 secure_setup() {
   local dir="$1" port="$2" sdir="$3"
@@ -403,7 +406,7 @@ secure_setup() {
   create_topic=(org.apache.kafka.tools.TopicCommand "${conn[@]}" --create --if-not-exists
          --replication-factor 1)
   add_acl=(org.apache.kafka.tools.AclCommand "${conn[@]}" --add --force)
-  # Short JVMs (one per topic, four for the ACLs), independent of each other (an ACL may name a
+  # Short JVMs (one per topic, five for the ACLs), independent of each other (an ACL may name a
   # topic not created yet): run them side by side, as many at a time as there are CPUs, each
   # with a log of its own.
   local -a running=() logs=()
@@ -438,6 +441,8 @@ secure_setup() {
     --operation WRITE --operation DESCRIBE --topic "$legit" --topic "$fraud" --topic "$dead"
   run_setup_job "${add_acl[@]}" --allow-principal User:detector \
     --operation WRITE --operation DESCRIBE --transactional-id "$txn_prefix" --resource-pattern-type PREFIXED
+  run_setup_job "${add_acl[@]}" --allow-principal User:detector --operation CREATE \
+    --operation DESCRIBE --operation READ --operation WRITE --topic "$group-" --resource-pattern-type PREFIXED
   settle_setup_jobs
   cat "${logs[@]}" >"$log" && rm -f "${logs[@]}"
   ((failed == 0)) || { cat "$log" >&2; die "creating topics or ACLs failed (log: $log)"; }

@@ -537,7 +537,7 @@ def test_detector_keeps_rule_state_in_its_changelogs(
     names = [rule_set.names[i] for i in rule_set.changelogged]
     assert names, "rules/example.yaml has no changelogged rule"
     records = consume_as(
-        broker.client("admin", isolation_level="read_committed"),
+        broker.client("admin"),
         changelog_topics(broker.topics.group, names),
         expected=1,
         timeout=30,
