@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka.errors import CoordinatorNotAvailableError, TopicAuthorizationFailedError
+from kafka.errors import KafkaError, TopicAuthorizationFailedError
 from kafka.structs import TopicPartition
 
 from devtools.broker import BrokerScriptError, JarBroker, java_available
@@ -491,7 +491,9 @@ def caught_up(broker: SecureBroker) -> bool:
     try:
         with KafkaAdminClient(**options) as admin:
             group = admin.list_group_offsets(broker.topics.group)
-    except CoordinatorNotAvailableError:  # the group's coordinator is still starting
+    except KafkaError as exc:  # the group's coordinator is still starting or moving
+        if not exc.retriable:
+            raise
         return False
     offsets = group.get(broker.topics.group, {})
     consumer = KafkaConsumer(**options)
