@@ -397,7 +397,8 @@ secure_setup() {
   local txn_prefix="${DETECTOR_TRANSACTIONAL_ID_PREFIX:-$group}"
   local want=""
   for spec in "${TOPIC_SPECS[@]}"; do want+="topic=${spec// /:} "; done
-  want+="group=$group txn_prefix=$txn_prefix"
+  # The changelog grant is part of the set, so a data dir set up before it gets it too.
+  want+="group=$group txn_prefix=$txn_prefix changelog_prefix=$group-"
   [[ -f "$dir/$SETUP_NAME" && "$(<"$dir/$SETUP_NAME")" == "$want" ]] && return 0
 
   say "creating topics and ACLs as admin ($want) ..."
