@@ -382,7 +382,10 @@ topic_named() {
 #   generator: WRITE, DESCRIBE on the input topic (an idempotent producer needs no more)
 #   detector:  READ, DESCRIBE on the input topic; READ on its consumer group;
 #              WRITE, DESCRIBE on the legit, fraud and dead-letter topics;
-#              WRITE, DESCRIBE on transactional ids starting with its prefix (exactly_once)
+#              WRITE, DESCRIBE on transactional ids starting with its prefix (exactly_once);
+#              CREATE, DESCRIBE, READ, WRITE on topics starting with "<group>-": the changelogs
+#              of its rules' keyed state (fraudcore/core/topics.py changelog_prefix), which it
+#              creates and restores from itself, whatever the rules file names them
 # Skipped when the data dir records the same set as last time.
 secure_setup() {
   local dir="$1" port="$2" sdir="$3"
@@ -394,7 +397,8 @@ secure_setup() {
   local txn_prefix="${DETECTOR_TRANSACTIONAL_ID_PREFIX:-$group}"
   local want=""
   for spec in "${TOPIC_SPECS[@]}"; do want+="topic=${spec// /:} "; done
-  want+="group=$group txn_prefix=$txn_prefix"
+  # The changelog grant is part of the set, so a data dir set up before it gets it too.
+  want+="group=$group txn_prefix=$txn_prefix changelog_prefix=$group-"
   [[ -f "$dir/$SETUP_NAME" && "$(<"$dir/$SETUP_NAME")" == "$want" ]] && return 0
 
   say "creating topics and ACLs as admin ($want) ..."
@@ -403,7 +407,7 @@ secure_setup() {
   create_topic=(org.apache.kafka.tools.TopicCommand "${conn[@]}" --create --if-not-exists
          --replication-factor 1)
   add_acl=(org.apache.kafka.tools.AclCommand "${conn[@]}" --add --force)
-  # Short JVMs (one per topic, four for the ACLs), independent of each other (an ACL may name a
+  # Short JVMs (one per topic, five for the ACLs), independent of each other (an ACL may name a
   # topic not created yet): run them side by side, as many at a time as there are CPUs, each
   # with a log of its own.
   local -a running=() logs=()
@@ -438,6 +442,8 @@ secure_setup() {
     --operation WRITE --operation DESCRIBE --topic "$legit" --topic "$fraud" --topic "$dead"
   run_setup_job "${add_acl[@]}" --allow-principal User:detector \
     --operation WRITE --operation DESCRIBE --transactional-id "$txn_prefix" --resource-pattern-type PREFIXED
+  run_setup_job "${add_acl[@]}" --allow-principal User:detector --operation CREATE \
+    --operation DESCRIBE --operation READ --operation WRITE --topic "$group-" --resource-pattern-type PREFIXED
   settle_setup_jobs
   cat "${logs[@]}" >"$log" && rm -f "${logs[@]}"
   ((failed == 0)) || { cat "$log" >&2; die "creating topics or ACLs failed (log: $log)"; }

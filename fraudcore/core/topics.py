@@ -50,10 +50,17 @@ def detector_topics(
     ]
 
 
+def changelog_prefix(group: str) -> str:
+    """What every changelog topic of a group starts with. Secure mode grants the detector its
+    changelogs by this prefix (a PREFIXED ACL), so a rule added to the rules file needs no new
+    ACL."""
+    return f"{group}-"
+
+
 def changelog_topic(group: str, rule_name: str) -> str:
     """The changelog of a rule's keyed state (fraudcore/core/rules/base.py), named as Kafka
     Streams names its changelogs: one per consumer group (application) and rule."""
-    return f"{group}-{rule_name}-changelog"
+    return f"{changelog_prefix(group)}{rule_name}-changelog"
 
 
 def changelog_topics(group: str, rule_names: Sequence[str]) -> list[str]:

@@ -24,13 +24,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka.errors import TopicAuthorizationFailedError
+from kafka.errors import KafkaError, TopicAuthorizationFailedError
 from kafka.structs import TopicPartition
 
 from devtools.broker import BrokerScriptError, JarBroker, java_available
 from fraudcore.core.model import TransactionFactory
+from fraudcore.core.rules.file import load_rules
+from fraudcore.core.topics import changelog_topics
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
-from tests.kafka_helpers import Service, Topics, consume, run_command
+from tests.kafka_helpers import Service, Topics, consume, run_command, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -476,3 +478,70 @@ def test_detector_outside_its_group_or_transactional_ids_is_refused(
     )
     assert_refused(code, output, seconds, expected)
     assert "user 'detector' is not authorized to use" in output
+
+
+# --------------------------------------------------------------------------- keyed rule state
+
+RULES_FILE = Path(__file__).resolve().parents[2] / "rules" / "example.yaml"
+
+
+def caught_up(broker: SecureBroker) -> bool:
+    """The detector's group has committed every record of the input (read as admin)."""
+    options = broker.client("admin")
+    try:
+        with KafkaAdminClient(**options) as admin:
+            group = admin.list_group_offsets(broker.topics.group)
+    except KafkaError as exc:  # the group's coordinator is still starting or moving
+        if not exc.retriable:
+            raise
+        return False
+    offsets = group.get(broker.topics.group, {})
+    consumer = KafkaConsumer(**options)
+    try:
+        partitions = consumer.partitions_for_topic(broker.topics.input) or set()
+        ends = consumer.end_offsets([TopicPartition(broker.topics.input, p) for p in partitions])
+    finally:
+        consumer.close()
+    return all(tp in offsets and offsets[tp].offset >= end for tp, end in ends.items() if end > 0)
+
+
+def test_detector_keeps_rule_state_in_its_changelogs(
+    secure_broker: SecureBroker, tmp_path: Path
+) -> None:
+    """The stateful rules of rules/example.yaml, exactly once: the detector creates, writes and
+    (on its second start) restores its changelog topics with its own ACLs."""
+    broker = secure_broker
+    env = broker.service_env(
+        "detector", PROCESSING_GUARANTEE="exactly_once", RULES_FILE=str(RULES_FILE)
+    )
+    for seed in (41, 42):  # the second run restores what the first one wrote
+        generator = Service.module(
+            "generator",
+            broker.service_env(
+                "generator",
+                TRANSACTIONS_COUNT="300",
+                TRANSACTIONS_PER_SECOND="3000",
+                RANDOM_SEED=str(seed),
+            ),
+            tmp_path,
+        )
+        assert generator.wait(timeout=120) == 0, generator.output()
+        detector = Service.module("detector", env, tmp_path)
+        try:
+            wait_until(lambda d=detector: not d.running() or caught_up(broker), 120, "the detector")
+            assert detector.running(), detector.output()
+        finally:
+            code = detector.stop()
+        assert code == 0, detector.output()
+        assert_no_secret(broker, detector.output())
+
+    rule_set = load_rules(RULES_FILE)
+    names = [rule_set.names[i] for i in rule_set.changelogged]
+    assert names, "rules/example.yaml has no changelogged rule"
+    records = consume_as(
+        broker.client("admin"),
+        changelog_topics(broker.topics.group, names),
+        expected=1,
+        timeout=30,
+    )
+    assert records, "nothing in the changelogs"

@@ -14,6 +14,7 @@ from fraudcore.errors import (
     RetriableClientError,
 )
 from fraudcore.kafka.confluent.errors import client_error
+from fraudcore.kafka.confluent.reader import without_group_refusals
 
 
 @pytest.mark.parametrize(
@@ -37,3 +38,19 @@ def test_a_group_refusing_the_assignment_says_what_to_set() -> None:
     mapped = client_error(KafkaException(KafkaError(KafkaError.INCONSISTENT_GROUP_PROTOCOL)))
     assert isinstance(mapped, NotAllowedError)  # no retry cures it: the detector stops
     assert "KAFKA_ASSIGNMENT=eager" in str(mapped)
+
+
+class _Reported:
+    """A consumed message that carries only an error, as librdkafka reports one."""
+
+    def __init__(self, code: int) -> None:
+        self._error = KafkaError(code)
+
+    def error(self) -> KafkaError:
+        return self._error
+
+
+def test_the_reader_ignores_refusals_of_its_unjoined_group_but_no_other_error() -> None:
+    refused = _Reported(KafkaError.GROUP_AUTHORIZATION_FAILED)
+    other = _Reported(KafkaError.TOPIC_AUTHORIZATION_FAILED)
+    assert without_group_refusals([refused, other]) == [other]

@@ -10,7 +10,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, OFFSET_INVALID, KafkaException
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_END,
+    OFFSET_INVALID,
+    KafkaError,
+    KafkaException,
+    Message,
+)
 from confluent_kafka import Consumer as RdConsumer
 
 from fraudcore.config import CommonSettings
@@ -26,6 +33,18 @@ from fraudcore.kafka.confluent.errors import client_error
 from fraudcore.kafka.types import ConsumedRecord, TopicPartition
 
 MAX_POLL_RECORDS = 10_000
+
+
+def without_group_refusals(messages: Sequence[Message]) -> list[Message]:
+    """The messages but librdkafka's reports that the user may not describe the reader's group.
+    librdkafka looks up the coordinator of any group id it is given; this reader's group is never
+    joined and its offsets never used, so a secure broker's ACLs need not name it."""
+    return [
+        message
+        for message in messages
+        if (error := message.error()) is None
+        or error.code() != KafkaError.GROUP_AUTHORIZATION_FAILED
+    ]
 
 
 class Reader:
@@ -135,7 +154,7 @@ class Reader:
             messages = self._consumer.consume(MAX_POLL_RECORDS, timeout_ms / 1000)
         except KafkaException as exc:
             raise client_error(exc) from exc
-        return records_of(messages)
+        return records_of(without_group_refusals(messages))
 
     def close(self) -> None:
         self._consumer.close()
