@@ -12,7 +12,8 @@ Scenarios (one line each; the same table is in docs/scenarios.md):
 | `velocity_burst`   | 6-12 habitual payments from one account to its usual targets, back to back |
 | `big_ticket`       | one amount above 900.00 (900.01-5000.00)                                |
 
-Timing: an instance's records are emitted back to back in the stream (a new instance may cut in),
+Timing: an instance's records are emitted back to back in the stream (a new instance may cut in,
+and its records go first, then the older one resumes),
 so at any rate of at least ~10 records/s they carry timestamps and Kafka record times within a
 second or so of each other; the detector's windows see a burst without the source having to fake
 clocks. `share` is the chance that a record starts an instance, so the share of records that start
@@ -238,7 +239,7 @@ class RealisticSource:
             for (name, _), bound in zip(self._scenarios, self._cum_shares, strict=True):
                 if draw < bound:
                     first, *rest = self._makers[name](self._source())
-                    pending.extend(rest)
+                    pending.extendleft(reversed(rest))  # its rest first: it stays tight
                     return first
         if pending:
             return pending.popleft()
