@@ -22,9 +22,10 @@ one is the configured share; the records an instance adds after its first are ex
 Legit traffic: each account gets a typical amount (log-normal, median 30.00), an activity weight
 (log-normal, median 1) and three usual targets. A payment goes to a usual target 80% of the time,
 with an amount log-normal around the typical one, so legit amounts above 900.00 are very rare.
-An account sends about rate x weight / ACCOUNT_POOL_SIZE records per second: for a count rule of
-"more than 3 in 10 s" to stay quiet on legit traffic, keep that well under 0.1/s (e.g. a pool of
-10,000 or more at 1000 records/s).
+An account sends about rate x weight / ACCOUNT_POOL_SIZE records per second. A count rule of
+"more than 3 in 10 s" counts, at each record, its account's others in the window: for it to stay
+quiet on legit traffic keep that rate near 0.01/s, i.e. a pool of about 100 x the rate (100,000
+accounts at 1000 records/s); at the default 1000 accounts legit accounts repeat every second or so.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ SCENARIOS: dict[str, str] = {
 
 TYPICAL_MEDIAN_CENTS = 3000  # 30.00
 TYPICAL_SIGMA = 0.8  # spread of typical amounts between accounts
-AMOUNT_SIGMA = 0.5  # spread of one account's amounts around its typical one
+AMOUNT_SIGMA = 0.3  # spread of one account's amounts around its typical one: habits are steady
 WEIGHT_SIGMA = 0.5  # spread of activity between accounts
 USUAL_TARGETS = 3
 USUAL_TARGET_SHARE = 0.8
