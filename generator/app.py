@@ -5,14 +5,17 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 
 from fraudcore import kafka, service
 from fraudcore.core.codec import encode, encode_key
 from fraudcore.core.model import TransactionFactory
 from fraudcore.core.pacing import Pacer
+from fraudcore.core.scenarios import LABEL_HEADER, RealisticSource
 from fraudcore.core.topics import generator_topics
 from fraudcore.errors import BufferFullError, KafkaSecurityError
 from fraudcore.kafka.ports import Producer, ProducerConfig
+from fraudcore.kafka.types import Headers
 from fraudcore.metrics import GeneratorMetrics
 from fraudcore.runtime import StatsLine, StopFlag, freeze_startup_heap
 from generator.config import GeneratorSettings
@@ -71,13 +74,15 @@ class Generator:
         if answered.acknowledged:
             self.metrics.acknowledged(answered.acknowledged)
 
-    def _send(self, topic: str, records: list[tuple[bytes, bytes]]) -> int:
+    def _send(self, topic: str, records: list[tuple[bytes, bytes, Headers]]) -> int:
         """Send the round's records, waiting out a full buffer. How many went out: fewer than
         all only when a stop came while the buffer was full."""
         sent = 0
         while sent < len(records):
             try:
-                self.producer.send((topic, key, value, None) for key, value in records[sent:])
+                self.producer.send(
+                    (topic, key, value, headers) for key, value, headers in records[sent:]
+                )
                 return len(records)
             except BufferFullError as full:
                 sent += full.sent
@@ -87,11 +92,32 @@ class Generator:
                     break
         return sent
 
+    def _make_round(self) -> Callable[[int], list[tuple[bytes, bytes, Headers]]]:
+        """The round maker of GENERATOR_PROFILE: uniform keeps today's records and path."""
+        settings = self.settings
+        if settings.generator_profile == "uniform":
+            factory = TransactionFactory(
+                settings.random_seed, account_pool_size=settings.account_pool_size
+            )
+            return lambda due: [(encode_key(tx), encode(tx), None) for tx in factory.take(due)]
+        source = RealisticSource(
+            settings.random_seed,
+            account_pool_size=settings.account_pool_size,
+            scenarios=settings.scenario_shares,
+        )
+        log.info(
+            "realistic profile, scenarios: %s",
+            settings.fraud_scenarios or "none",
+        )
+        labels = {name: [(LABEL_HEADER, name.encode())] for name in source.scenario_names}
+        return lambda due: [
+            (encode_key(tx), encode(tx), None if label is None else labels[label])
+            for tx, label in source.take(due)
+        ]
+
     def run(self) -> int:
         settings = self.settings
-        factory = TransactionFactory(
-            settings.random_seed, account_pool_size=settings.account_pool_size
-        )
+        make_round = self._make_round()
         # Fetch the topic's metadata first, so the first send does not stall the schedule.
         self.producer.prepare(settings.transactions_topic)
         freeze_startup_heap()
@@ -107,7 +133,7 @@ class Generator:
                 self.stop.wait(min(pacer.seconds_until_next(), MAX_IDLE_SECONDS))
             # Make the round's records first, then send them: two tight loops run measurably
             # faster than one that alternates between making a record and kafka-python's send.
-            records = [(encode_key(tx), encode(tx)) for tx in factory.take(due)]
+            records = make_round(due)
             sent_now = self._send(topic, records)
             sent += sent_now
             self.stats.add("sent", sent_now)
