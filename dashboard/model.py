@@ -13,10 +13,8 @@ Fraud is also counted by the value of its `fraud.rules` header, the rules that f
 without that header (from a detector older than the velocity rule) counts under
 NO_RULES_HEADER, not as amount-only: the dashboard cannot tell which rule a detector used.
 
-When records carry the generator's ground truth (the `sim.label` header, the scenario's name on
-injected fraud, which the detector copies to its outputs), the view also gives precision and
-recall by rule (`Quality`). Those counts are since the dashboard started, like the "read"
-totals: a 5-second window holds too few labelled records for a share to mean anything.
+Once records carry the generator's ground truth (`sim.label`), the view also gives precision
+and recall by rule (dashboard/quality.py), counted since start like the "read" totals.
 """
 
 from __future__ import annotations
@@ -28,6 +26,15 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from itertools import combinations
 
+from dashboard.quality import (
+    MAX_RULE_VALUES,
+    OTHER_RULES,
+    Quality,
+    QualityCounts,
+    header_value,
+    shorten,
+    shown,
+)
 from fraudcore.core.codec import InvalidTransactionError, decode
 from fraudcore.core.rule import HEADER_REASON, HEADER_RULES, RULES
 
@@ -43,12 +50,6 @@ KNOWN_RULES = tuple(
     ",".join(combo) for n in range(1, len(RULES) + 1) for combo in combinations(RULES, n)
 )
 NO_RULES_HEADER = "(no rules header)"
-EMPTY_RULES = "(empty)"
-OTHER_RULES = "(other)"  # beyond MAX_RULE_VALUES values the view has never heard of
-MAX_RULE_VALUES = 8
-HEADER_LABEL = "sim.label"  # the generator's ground truth: the scenario of injected fraud
-ALL_RULES = "(all rules)"  # the whole rule set's row in the quality table
-RULES_WIDTH = 24  # an unknown value is shown cut to this many characters
 
 
 @dataclass(frozen=True)
@@ -70,37 +71,6 @@ class RuleCount:
     rate: float  # records/s over the window
     total: int  # records read since the dashboard started (live only)
     share: float | None  # of all fraud read; None when no fraud was read
-
-
-@dataclass(frozen=True)
-class RuleQuality:
-    """How well one rule (or the whole set) matches the labels, since the dashboard started."""
-
-    rule: str
-    alerts: int  # fraud records it fired on
-    true_positives: int  # of those, the ones with a sim.label
-    precision: float | None  # true_positives / alerts; None before any alert
-    recall: float | None  # labelled records it caught / labelled records seen
-    recall_by_scenario: dict[str, float | None]  # the same, per sim.label value
-
-
-@dataclass(frozen=True)
-class ScenarioCount:
-    """Where the labelled records of one scenario went."""
-
-    scenario: str
-    labelled: int  # seen on legit, fraud and dead letters
-    caught: int  # on fraud
-    missed: int  # on legit
-
-
-@dataclass(frozen=True)
-class Quality:
-    """Precision and recall by rule; only in a view once a labelled record has been read."""
-
-    rules: tuple[RuleQuality, ...]  # by name
-    total: RuleQuality  # the whole rule set: any fraud record is its alert
-    scenarios: tuple[ScenarioCount, ...]  # by name
 
 
 @dataclass(frozen=True)
@@ -161,13 +131,7 @@ class DashboardState:
     lag_error: str | None = None
     missing_topics: tuple[str, ...] = ()
     status: str = ""
-    # The quality counts, live records only (see the module's docstring).
-    alerts: Counter[str] = field(default_factory=Counter)  # rule -> fraud records
-    true_positives: Counter[str] = field(default_factory=Counter)  # rule -> labelled of those
-    labelled: Counter[str] = field(default_factory=Counter)  # scenario -> seen anywhere
-    caught: Counter[str] = field(default_factory=Counter)  # scenario -> seen on fraud
-    missed: Counter[str] = field(default_factory=Counter)  # scenario -> seen on legit
-    caught_by: Counter[tuple[str, str]] = field(default_factory=Counter)  # (rule, scenario)
+    quality: QualityCounts = field(default_factory=QualityCounts)  # live records only
 
     def add(
         self,
@@ -186,8 +150,8 @@ class DashboardState:
         if live or role == DEAD_LETTER:
             self.per_second.setdefault(role, Counter())[timestamp_ms // 1000] += 1
             self.totals[role] += 1
-        if live and role != INPUT:
-            self._count_quality(role, headers)
+        if live and role != INPUT:  # each input record shows again on exactly one output
+            self.quality.count(headers, fraud=role == FRAUD, missed=role == LEGIT)
         if role == DEAD_LETTER:
             self.dead_letters[_reason(headers)] += 1
         elif role == FRAUD:
@@ -208,55 +172,6 @@ class DashboardState:
             return rules
         unexpected = set(self.rules_totals) - {*KNOWN_RULES, NO_RULES_HEADER, OTHER_RULES}
         return rules if len(unexpected) < MAX_RULE_VALUES else OTHER_RULES
-
-    def _count_quality(self, role: str, headers: Sequence[tuple[str, bytes]] | None) -> None:
-        """Count one output record towards precision and recall. The input topic is left out:
-        each of its records shows again on exactly one output."""
-        label = _header(headers, HEADER_LABEL)
-        scenario = None if label is None else _capped(_text(label), self.labelled)
-        if scenario is not None:
-            self.labelled[scenario] += 1
-            if role == LEGIT:
-                self.missed[scenario] += 1
-        if role != FRAUD:
-            return
-        self.alerts[ALL_RULES] += 1
-        rules = _header(headers, HEADER_RULES)
-        names = {_text(n) for n in (rules or b"").decode("utf-8", "replace").split(",") if n}
-        fired = [ALL_RULES, *sorted({_capped(name, self.alerts) for name in names})]
-        for rule in fired[1:]:
-            self.alerts[rule] += 1
-        if scenario is not None:
-            self.caught[scenario] += 1
-            for rule in fired:
-                self.true_positives[rule] += 1
-                self.caught_by[rule, scenario] += 1
-
-    def quality(self) -> Quality | None:
-        """Precision and recall by rule, or None while no labelled record has been read."""
-        if not self.labelled:
-            return None
-        names = sorted(rule for rule in self.alerts if rule != ALL_RULES)
-        rules = tuple(self._rule_quality(rule) for rule in names)
-        scenarios = tuple(
-            ScenarioCount(name, count, self.caught[name], self.missed[name])
-            for name, count in sorted(self.labelled.items())
-        )
-        return Quality(rules, self._rule_quality(ALL_RULES), scenarios)
-
-    def _rule_quality(self, rule: str) -> RuleQuality:
-        alerts, hits = self.alerts[rule], self.true_positives[rule]
-        return RuleQuality(
-            rule=rule,
-            alerts=alerts,
-            true_positives=hits,
-            precision=hits / alerts if alerts else None,
-            recall=hits / self.labelled.total(),
-            recall_by_scenario={
-                scenario: self.caught_by[rule, scenario] / count
-                for scenario, count in sorted(self.labelled.items())
-            },
-        )
 
     def forget_before(self, now: float) -> None:
         """Drop per-second counts that no window can use any more."""
@@ -310,7 +225,7 @@ class DashboardState:
             latest_fraud=tuple(row for _, row in self.latest_fraud),
             status=self.status,
             updated_at=clock_text,
-            quality=self.quality(),
+            quality=self.quality.view(),
         )
 
 
@@ -335,37 +250,14 @@ def _reason(headers: Sequence[tuple[str, bytes]] | None) -> str:
     return "(no reason header)"
 
 
-def _header(headers: Sequence[tuple[str, bytes]] | None, name: str) -> bytes | None:
-    """The value of the first header called `name` (b"" for an empty one), None without it."""
-    for key, value in headers or ():
-        if key == name:
-            return value or b""
-    return None
-
-
-def _text(value: bytes | str) -> str:
-    """A header's value as shown: printable, cut to RULES_WIDTH, EMPTY_RULES when blank."""
-    text = value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
-    text = "".join(c if c.isprintable() else "?" for c in text.strip())
-    return _shorten(text, RULES_WIDTH) or EMPTY_RULES
-
-
-def _capped(name: str, seen: Counter[str]) -> str:
-    """`name`, or OTHER_RULES once `seen` holds MAX_RULE_VALUES other names: the names come
-    from records, and a stream of new ones must not grow the view without end."""
-    if name in seen or len(seen.keys() - {ALL_RULES, OTHER_RULES}) < MAX_RULE_VALUES:
-        return name
-    return OTHER_RULES
-
-
 def _rules(headers: Sequence[tuple[str, bytes]] | None) -> str:
     """The fraud.rules header as shown: "amount,velocity" stays as it is, an unexpected value is
     cut to RULES_WIDTH printable characters, and no header is NO_RULES_HEADER."""
-    value = _header(headers, HEADER_RULES)
+    value = header_value(headers, HEADER_RULES)
     if value is None:
         return NO_RULES_HEADER
     text = value.decode("utf-8", errors="replace").strip()
-    return text if text in KNOWN_RULES else _text(text)
+    return text if text in KNOWN_RULES else shown(text)
 
 
 def _fraud_row(timestamp_ms: int, value: bytes | None, rules: str) -> tuple[int, FraudRow]:
@@ -374,7 +266,7 @@ def _fraud_row(timestamp_ms: int, value: bytes | None, rules: str) -> tuple[int,
         tx = decode(value)
     except InvalidTransactionError:
         text = (value or b"").decode("utf-8", errors="replace")
-        return timestamp_ms, FraudRow("", "?", "?", "?", "", _shorten(text, 36), rules)
+        return timestamp_ms, FraudRow("", "?", "?", "?", "", shorten(text, 36), rules)
     when_ms = _epoch_ms(tx.timestamp) if tx.timestamp else None
     if when_ms is None:
         when_ms = timestamp_ms
@@ -410,10 +302,6 @@ def _time_of_day(iso: str) -> str:
 
 def _amount(amount: Decimal) -> str:
     return f"{amount:,.2f}"
-
-
-def _shorten(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def lag_from_offsets(

@@ -17,8 +17,8 @@ from dashboard.model import (
     NO_RULES_HEADER,
     ROLES,
     DashboardView,
-    Quality,
 )
+from dashboard.quality import Quality
 
 ROLE_STYLE = {INPUT: "cyan", LEGIT: "green", FRAUD: "bold red", DEAD_LETTER: "yellow"}
 

@@ -20,7 +20,7 @@ import psutil
 import pytest
 from playwright.sync_api import Browser, Dialog, Locator, Page, expect, sync_playwright
 
-from dashboard.model import ALL_RULES, HEADER_LABEL, RULES_WIDTH
+from dashboard.quality import ALL_RULES, HEADER_LABEL, RULES_WIDTH
 from devtools.broker import JarBroker, free_port
 from fraudcore.core.codec import encode, encode_key
 from fraudcore.core.model import Transaction, TransactionFactory, utc_now_iso

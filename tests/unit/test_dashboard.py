@@ -11,25 +11,27 @@ from rich.console import Console
 from dashboard.app import Keys, export_text
 from dashboard.config import DashboardSettings
 from dashboard.model import (
-    ALL_RULES,
     DEAD_LETTER,
-    EMPTY_RULES,
     FRAUD,
-    HEADER_LABEL,
     INPUT,
     KNOWN_RULES,
     LATEST_FRAUD,
     LEGIT,
-    MAX_RULE_VALUES,
     NO_RULES_HEADER,
-    OTHER_RULES,
     RATE_WINDOW_SECONDS,
     DashboardState,
     PartitionLag,
     RuleCount,
+    lag_from_offsets,
+)
+from dashboard.quality import (
+    ALL_RULES,
+    EMPTY_RULES,
+    HEADER_LABEL,
+    MAX_RULE_VALUES,
+    OTHER_RULES,
     RuleQuality,
     ScenarioCount,
-    lag_from_offsets,
 )
 from dashboard.render import render
 from detector.config import DetectorSettings
@@ -395,7 +397,7 @@ def test_rule_and_label_names_from_records_are_made_printable_and_capped() -> No
     s = state()
     for n in range(MAX_RULE_VALUES + 3):
         s.add(FRAUD, 0, fraud_value(n), labelled(b"r%d,\x1bx" % n, b"s%d\x07" % n))
-    quality = s.quality()
+    quality = s.quality.view()
     assert quality is not None
     names = [rule.rule for rule in quality.rules]
     assert len(names) == MAX_RULE_VALUES + 1

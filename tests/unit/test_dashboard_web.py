@@ -12,7 +12,8 @@ from decimal import Decimal
 import pytest
 
 from dashboard.feed import frame_json
-from dashboard.model import ALL_RULES, FRAUD, HEADER_LABEL, INPUT, LEGIT, DashboardState
+from dashboard.model import FRAUD, INPUT, LEGIT, DashboardState
+from dashboard.quality import ALL_RULES, HEADER_LABEL
 from dashboard.web import listen
 from fraudcore.core.codec import encode
 from fraudcore.core.model import Transaction
