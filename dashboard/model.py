@@ -12,6 +12,9 @@ Fraud is also counted by the value of its `fraud.rules` header, the rules that f
 ("amount", "velocity", "amount,velocity"), each value a bucket of its own. A fraud record
 without that header (from a detector older than the velocity rule) counts under
 NO_RULES_HEADER, not as amount-only: the dashboard cannot tell which rule a detector used.
+
+Once records carry the generator's ground truth (`sim.label`), the view also gives precision
+and recall by rule (dashboard/quality.py), counted since start like the "read" totals.
 """
 
 from __future__ import annotations
@@ -23,6 +26,15 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from itertools import combinations
 
+from dashboard.quality import (
+    MAX_RULE_VALUES,
+    OTHER_RULES,
+    Quality,
+    QualityCounts,
+    header_value,
+    shorten,
+    shown,
+)
 from fraudcore.core.codec import InvalidTransactionError, decode
 from fraudcore.core.rule import HEADER_REASON, HEADER_RULES, RULES
 
@@ -38,10 +50,6 @@ KNOWN_RULES = tuple(
     ",".join(combo) for n in range(1, len(RULES) + 1) for combo in combinations(RULES, n)
 )
 NO_RULES_HEADER = "(no rules header)"
-EMPTY_RULES = "(empty)"
-OTHER_RULES = "(other)"  # beyond MAX_RULE_VALUES values the view has never heard of
-MAX_RULE_VALUES = 8
-RULES_WIDTH = 24  # an unknown value is shown cut to this many characters
 
 
 @dataclass(frozen=True)
@@ -99,6 +107,7 @@ class DashboardView:
     latest_fraud: tuple[FraudRow, ...]  # newest first
     status: str  # "" when all is well, else what is wrong (e.g. the broker is unreachable)
     updated_at: str  # wall-clock time of this frame, HH:MM:SS
+    quality: Quality | None = None  # None until a record with a sim.label header is read
 
     @property
     def lag_total(self) -> int:
@@ -122,6 +131,7 @@ class DashboardState:
     lag_error: str | None = None
     missing_topics: tuple[str, ...] = ()
     status: str = ""
+    quality: QualityCounts = field(default_factory=QualityCounts)  # live records only
 
     def add(
         self,
@@ -140,6 +150,8 @@ class DashboardState:
         if live or role == DEAD_LETTER:
             self.per_second.setdefault(role, Counter())[timestamp_ms // 1000] += 1
             self.totals[role] += 1
+        if live and role != INPUT:  # each input record shows again on exactly one output
+            self.quality.count(headers, fraud=role == FRAUD, missed=role == LEGIT)
         if role == DEAD_LETTER:
             self.dead_letters[_reason(headers)] += 1
         elif role == FRAUD:
@@ -213,6 +225,7 @@ class DashboardState:
             latest_fraud=tuple(row for _, row in self.latest_fraud),
             status=self.status,
             updated_at=clock_text,
+            quality=self.quality.view(),
         )
 
 
@@ -240,14 +253,11 @@ def _reason(headers: Sequence[tuple[str, bytes]] | None) -> str:
 def _rules(headers: Sequence[tuple[str, bytes]] | None) -> str:
     """The fraud.rules header as shown: "amount,velocity" stays as it is, an unexpected value is
     cut to RULES_WIDTH printable characters, and no header is NO_RULES_HEADER."""
-    for key, value in headers or ():
-        if key == HEADER_RULES:
-            text = (value or b"").decode("utf-8", errors="replace").strip()
-            if text in KNOWN_RULES:
-                return text
-            text = "".join(c if c.isprintable() else "?" for c in text)
-            return _shorten(text, RULES_WIDTH) or EMPTY_RULES
-    return NO_RULES_HEADER
+    value = header_value(headers, HEADER_RULES)
+    if value is None:
+        return NO_RULES_HEADER
+    text = value.decode("utf-8", errors="replace").strip()
+    return text if text in KNOWN_RULES else shown(text)
 
 
 def _fraud_row(timestamp_ms: int, value: bytes | None, rules: str) -> tuple[int, FraudRow]:
@@ -256,7 +266,7 @@ def _fraud_row(timestamp_ms: int, value: bytes | None, rules: str) -> tuple[int,
         tx = decode(value)
     except InvalidTransactionError:
         text = (value or b"").decode("utf-8", errors="replace")
-        return timestamp_ms, FraudRow("", "?", "?", "?", "", _shorten(text, 36), rules)
+        return timestamp_ms, FraudRow("", "?", "?", "?", "", shorten(text, 36), rules)
     when_ms = _epoch_ms(tx.timestamp) if tx.timestamp else None
     if when_ms is None:
         when_ms = timestamp_ms
@@ -292,10 +302,6 @@ def _time_of_day(iso: str) -> str:
 
 def _amount(amount: Decimal) -> str:
     return f"{amount:,.2f}"
-
-
-def _shorten(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def lag_from_offsets(

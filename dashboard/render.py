@@ -18,6 +18,7 @@ from dashboard.model import (
     ROLES,
     DashboardView,
 )
+from dashboard.quality import Quality
 
 ROLE_STYLE = {INPUT: "cyan", LEGIT: "green", FRAUD: "bold red", DEAD_LETTER: "yellow"}
 
@@ -40,6 +41,7 @@ def render(view: DashboardView, footer: str = "q or Ctrl-C quits") -> Renderable
         _topics(view),
         _fraud_share(view),
         _fraud_by_rule(view),
+        *([] if view.quality is None else [_quality(view.quality)]),
         _side_by_side(_dead_letters(view), _lag(view)),
         _latest_fraud(view),
     ]
@@ -103,6 +105,39 @@ def _fraud_by_rule(view: DashboardView) -> Panel:
         title="fraud by rule (fraud.rules header)",
         title_align="left",
         border_style=ROLE_STYLE[FRAUD],
+        expand=False,
+    )
+
+
+def _quality(quality: Quality) -> Panel:
+    """Precision and recall by rule against the sim.label header, and where each scenario went."""
+    rules = Table(box=None, show_header=True, pad_edge=False)
+    rules.add_column("rule")
+    for name in ("alerts", "precision", "recall"):
+        rules.add_column(name, justify="right")
+    for rule in (*quality.rules, quality.total):
+        rules.add_row(
+            Text(rule.rule, style="bold" if rule is quality.total else ""),
+            f"{rule.alerts:,}",
+            _percent(rule.precision),
+            _percent(rule.recall),
+        )
+    scenarios = Table(box=None, show_header=True, pad_edge=True)  # apart from the rules
+    scenarios.add_column("scenario")
+    for name in ("labelled", "caught", "missed"):
+        scenarios.add_column(name, justify="right")
+    for scenario in quality.scenarios:
+        scenarios.add_row(
+            Text(scenario.scenario),
+            f"{scenario.labelled:,}",
+            f"{scenario.caught:,}",
+            f"{scenario.missed:,}",
+        )
+    return Panel(
+        _side_by_side(rules, scenarios),
+        title="quality since start (sim.label header)",
+        title_align="left",
+        border_style="magenta",
         expand=False,
     )
 

@@ -78,7 +78,18 @@ function render(frame) {
   $("lag-error").textContent = frame.lag_error || "";
   fillRows($("latest-fraud"), frame.latest_fraud.map((f) => [f.timestamp, f.source, f.target,
     `${f.amount} ${f.currency}`.trim(), f.rules, f.id]), ["", "", "", "num", "", ""], "none yet");
+  renderQuality(frame.quality);
   drawChart(frame);
+}
+
+// Precision and recall by rule: only once labelled records were read (quality is null before).
+function renderQuality(quality) {
+  $("quality").hidden = !quality;
+  if (!quality) return;
+  fillRows($("quality-rules"), [...quality.rules, quality.total].map((r) => [r.rule, number(r.alerts),
+    percent(r.precision), percent(r.recall)]), ["", "num", "num", "num"], "none");
+  fillRows($("quality-scenarios"), quality.scenarios.map((s) => [s.scenario, number(s.labelled),
+    number(s.caught), number(s.missed)]), ["", "num", "num", "num"], "none");
 }
 
 // A round step for the axis: 1, 2 or 5 times a power of ten, at least `rough`.

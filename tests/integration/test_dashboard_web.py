@@ -20,6 +20,7 @@ import psutil
 import pytest
 from playwright.sync_api import Browser, Dialog, Locator, Page, expect, sync_playwright
 
+from dashboard.quality import ALL_RULES, HEADER_LABEL, RULES_WIDTH
 from devtools.broker import JarBroker, free_port
 from fraudcore.core.codec import encode, encode_key
 from fraudcore.core.model import Transaction, TransactionFactory, utc_now_iso
@@ -221,6 +222,44 @@ def test_markup_in_a_transaction_shows_as_text(
     expect(page.get_by_role("cell", name="<b>bold</b>", exact=True).first).to_be_visible()
     expect(page.locator("main img")).to_have_count(0)
     expect(page.locator("main script, main b")).to_have_count(0)
+    page.wait_for_timeout(1500)  # time for an onerror handler, had one been created
+    assert dialogs == []
+
+
+def test_the_page_shows_precision_and_recall_by_rule_as_text(
+    bootstrap: str, topics: Topics, serve_and_open: OpenPage
+) -> None:
+    dialogs: list[str] = []
+    _, page = serve_and_open(bootstrap, topics, dialogs=dialogs)
+    expect(page.locator("#quality")).to_be_hidden()  # no label read yet
+
+    factory = TransactionFactory(seed=23)
+    records = [(encode_key(t), encode(t)) for t in (factory.next() for _ in range(8))]
+    for role, few, rules, label in (
+        (topics.fraud, records[:3], b"amount", b"card_testing"),
+        (topics.fraud, records[3:4], MARKUP.encode(), b"big_ticket"),
+        (topics.fraud, records[4:5], b"amount", None),
+        (topics.legit, records[5:6], None, b"card_testing"),
+        (topics.legit, records[6:8], None, None),
+    ):
+        headers = [(HEADER_RULES, rules)] if rules else []
+        produce(bootstrap, role, few, headers=headers + ([(HEADER_LABEL, label)] if label else []))
+
+    # amount: 4 alerts, 3 labelled, of 5 labelled; the markup rule: 1 of 1, of 5; the set: 4 of 5
+    markup = MARKUP[: RULES_WIDTH - 1] + "…"  # a name from a record is cut, as text
+    for rule, cells in (
+        ("amount", ["amount", "4", "75.0%", "60.0%"]),
+        (markup, [markup, "1", "100.0%", "20.0%"]),
+        (ALL_RULES, [ALL_RULES, "5", "80.0%", "80.0%"]),
+    ):
+        expect(row(page, "quality-rules", rule).locator("td")).to_have_text(cells, timeout=10_000)
+    for scenario, cells in (
+        ("big_ticket", ["big_ticket", "1", "1", "0"]),
+        ("card_testing", ["card_testing", "4", "3", "1"]),
+    ):
+        expect(row(page, "quality-scenarios", scenario).locator("td")).to_have_text(cells)
+    expect(page.locator("#quality")).to_be_visible()
+    expect(page.locator("main img")).to_have_count(0)
     page.wait_for_timeout(1500)  # time for an onerror handler, had one been created
     assert dialogs == []
 

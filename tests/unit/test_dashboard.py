@@ -12,20 +12,26 @@ from dashboard.app import Keys, export_text
 from dashboard.config import DashboardSettings
 from dashboard.model import (
     DEAD_LETTER,
-    EMPTY_RULES,
     FRAUD,
     INPUT,
     KNOWN_RULES,
     LATEST_FRAUD,
     LEGIT,
-    MAX_RULE_VALUES,
     NO_RULES_HEADER,
-    OTHER_RULES,
     RATE_WINDOW_SECONDS,
     DashboardState,
     PartitionLag,
     RuleCount,
     lag_from_offsets,
+)
+from dashboard.quality import (
+    ALL_RULES,
+    EMPTY_RULES,
+    HEADER_LABEL,
+    MAX_RULE_VALUES,
+    OTHER_RULES,
+    RuleQuality,
+    ScenarioCount,
 )
 from dashboard.render import render
 from detector.config import DetectorSettings
@@ -322,3 +328,92 @@ def test_keys_read_nothing_when_stdin_is_not_a_terminal() -> None:
     finally:
         os.close(read_end)
         os.close(write_end)
+
+
+def labelled(rules: bytes | None, label: bytes | None) -> list[tuple[str, bytes]]:
+    """The headers of an output record: fraud.rules when given, sim.label when given."""
+    headers = [("trace", b"t")]
+    if rules is not None:
+        headers.append((HEADER_RULES, rules))
+    if label is not None:
+        headers.append((HEADER_LABEL, label))
+    return headers
+
+
+def quality_state() -> DashboardState:
+    """A hand-checked stream: 6 labelled records (4 card_testing, 2 big_ticket) and 6 not.
+
+    amount fires on 4 (3 labelled), velocity on 4 (2 labelled), the set on 6 (4 labelled);
+    card_testing: 2 caught (velocity both, amount one), 1 missed on legit, 1 in dead letters;
+    big_ticket: 2 caught by amount.
+    """
+    s = state()
+    stamp = (int(NOW) - 2) * 1000
+    for rules, label in [
+        (b"amount,velocity", b"card_testing"),
+        (b"velocity", b"card_testing"),
+        (b"amount", b"big_ticket"),
+        (b"amount", b"big_ticket"),
+        (b"amount", None),
+        (b"velocity", None),
+    ]:
+        s.add(FRAUD, stamp, fraud_value(1), labelled(rules, label))
+    s.add(LEGIT, stamp, tutorial_record(10), labelled(None, b"card_testing"))
+    s.add(DEAD_LETTER, stamp, b"x", [*labelled(None, b"card_testing"), ("error.reason", b"e")])
+    for _ in range(4):
+        s.add(LEGIT, stamp, tutorial_record(10), labelled(None, None))
+    s.add(INPUT, stamp, b"x", labelled(None, b"card_testing"))  # shows again on an output
+    s.add(FRAUD, stamp, fraud_value(2), labelled(b"amount", b"big_ticket"), live=False)
+    return s
+
+
+def test_without_labels_there_is_no_quality_and_no_panel() -> None:
+    s = state()
+    s.add(FRAUD, 0, fraud_value(1), rules_header(b"amount"))
+    assert s.view(NOW, "t").quality is None
+    assert "quality" not in text_of(s)
+
+
+def test_precision_and_recall_by_rule_from_the_label_header() -> None:
+    quality = quality_state().view(NOW, "t").quality
+    assert quality is not None
+    assert quality.scenarios == (
+        ScenarioCount("big_ticket", labelled=2, caught=2, missed=0),
+        ScenarioCount("card_testing", labelled=4, caught=2, missed=1),
+    )
+    amount, velocity = quality.rules
+    assert amount == RuleQuality(
+        RULE_AMOUNT, 4, 3, 0.75, 0.5, {"big_ticket": 1.0, "card_testing": 0.25}
+    )
+    assert velocity == RuleQuality(
+        RULE_VELOCITY, 3, 2, 2 / 3, 2 / 6, {"big_ticket": 0.0, "card_testing": 0.5}
+    )
+    assert quality.total == RuleQuality(
+        ALL_RULES, 6, 4, 4 / 6, 4 / 6, {"big_ticket": 1.0, "card_testing": 0.5}
+    )
+
+
+def test_rule_and_label_names_from_records_are_made_printable_and_capped() -> None:
+    s = state()
+    for n in range(MAX_RULE_VALUES + 3):
+        s.add(FRAUD, 0, fraud_value(n), labelled(b"r%d,\x1bx" % n, b"s%d\x07" % n))
+    quality = s.quality.view()
+    assert quality is not None
+    names = [rule.rule for rule in quality.rules]
+    assert len(names) == MAX_RULE_VALUES + 1
+    assert OTHER_RULES in names
+    assert "?x" in names
+    assert len(quality.scenarios) == MAX_RULE_VALUES + 1
+    assert {scenario.scenario for scenario in quality.scenarios} >= {"s0?", OTHER_RULES}
+
+
+def test_render_shows_the_quality_table() -> None:
+    text = text_of(quality_state(), width=120)
+    title = "quality since start (sim.label header)"
+    panel = text[text.index(title) : text.index("dead letters")]
+    rows = {line.split()[1]: line.split()[2:5] for line in panel.splitlines() if "%" in line}
+    assert rows["amount"] == ["4", "75.0%", "50.0%"]
+    assert rows["velocity"] == ["3", "66.7%", "33.3%"]
+    assert rows["(all"] == ["rules)", "6", "66.7%"]
+    assert "card_testing" in panel
+    assert "big_ticket" in panel

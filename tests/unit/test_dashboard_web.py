@@ -13,6 +13,7 @@ import pytest
 
 from dashboard.feed import frame_json
 from dashboard.model import FRAUD, INPUT, LEGIT, DashboardState
+from dashboard.quality import ALL_RULES, HEADER_LABEL
 from dashboard.web import listen
 from fraudcore.core.codec import encode
 from fraudcore.core.model import Transaction
@@ -86,3 +87,24 @@ def test_the_frame_is_the_views_numbers() -> None:
     assert frame["readers"] == 1
     assert frame["refresh_seconds"] == 1.0
     assert frame["roles"] == [INPUT, LEGIT, FRAUD, "dead-letter"]
+
+
+def test_the_frame_carries_quality_only_once_a_label_is_read() -> None:
+    state = DashboardState(broker="b", group="g", topics={FRAUD: "f"})
+    value = encode(Transaction(source="A", target="B", amount=Decimal("950")))
+    state.add(FRAUD, 0, value, [(HEADER_RULES, b"amount")])
+    assert json.loads(frame_json(state.view(1.0, "t"), True, [], 1, 1.0))["quality"] is None
+    state.add(FRAUD, 0, value, [(HEADER_RULES, b"amount"), (HEADER_LABEL, b"big_ticket")])
+    quality = json.loads(frame_json(state.view(1.0, "t"), True, [], 1, 1.0))["quality"]
+    assert quality["total"] == {
+        "rule": ALL_RULES,
+        "alerts": 2,
+        "true_positives": 1,
+        "precision": 0.5,
+        "recall": 1.0,
+        "recall_by_scenario": {"big_ticket": 1.0},
+    }
+    assert [rule["rule"] for rule in quality["rules"]] == ["amount"]
+    assert quality["scenarios"] == [
+        {"scenario": "big_ticket", "labelled": 1, "caught": 1, "missed": 0}
+    ]
