@@ -236,6 +236,25 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+class NoInputTopicError(RuntimeError):
+    """The input topic does not exist: a typo in a name should not pass as nothing to see."""
+
+
+def replay_topic(settings: DetectorSettings, since_ms: int | None, timeout: float) -> Tally:
+    """Replay the input topic of `settings` through its rule set, from `since_ms` (each
+    partition's first record at or after it) or the beginning, to the end offsets found first."""
+    topic = settings.transactions_topic
+    reading = kafka.driver(settings).reader(settings, "detector-backtest")
+    with TopicReader(reading, [topic], timeout) as reader:
+        if topic in reader.missing:
+            raise NoInputTopicError(f"the input topic {topic} does not exist")
+        starts = None
+        if since_ms is not None:
+            starts = reader.offsets_for_times(dict.fromkeys(reader.ends, since_ms))
+        records = reader.records([topic], starts)
+        return replay(records, settings.rule_set, settings.max_transaction_bytes)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -250,29 +269,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     topic = settings.transactions_topic
     try:
-        driver = kafka.driver(settings)
-        admin = driver.wait_for_broker(settings, StopFlag.install(), "detector-backtest")
+        admin = kafka.driver(settings).wait_for_broker(
+            settings, StopFlag.install(), "detector-backtest"
+        )
         if admin is None:
             return EXIT_INCOMPLETE
         admin.close()
         started = time.monotonic()
-        with TopicReader(driver.reader(settings, "detector-backtest"), [topic], args.timeout) as r:
-            if topic in r.missing:
-                print(f"backtest: the input topic {topic} does not exist", file=sys.stderr)
-                return EXIT_NO_TOPIC
-            starts = (
-                None if since_ms is None else r.offsets_for_times(dict.fromkeys(r.ends, since_ms))
-            )
-            tally = replay(
-                r.records([topic], starts), settings.rule_set, settings.max_transaction_bytes
-            )
+        tally = replay_topic(settings, since_ms, args.timeout)
+    except NoInputTopicError as exc:
+        print(f"backtest: {exc}", file=sys.stderr)
+        return EXIT_NO_TOPIC
     except (BrokerUnavailableError, IncompleteReadError, ClientError) as exc:
         print(f"backtest: incomplete: {exc}", file=sys.stderr)
         return EXIT_INCOMPLETE
     if not tally.records:
         where = "" if args.since is None else f" since {args.since}"
         print(
-            f"backtest: nothing to replay: the input topic {topic} is empty{where}", file=sys.stderr
+            f"backtest: nothing to replay: the input topic {topic} is empty{where}",
+            file=sys.stderr,
         )
         return EXIT_EMPTY
     log.info("replayed %d records in %.3fs", tally.records, time.monotonic() - started)
