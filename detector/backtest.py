@@ -207,7 +207,7 @@ def render(report: dict[str, Any], rules_file: Path | str, topic: str) -> str:
         lines.append(line)
     for pair in report["overlap"]:
         first, second = pair["rules"]
-        lines.append(f"  overlap {first} & {second}: {pair['records']} records")
+        lines.append(f"  overlap: {first} and {second} both fired on {pair['records']}")
     return "\n".join(lines)
 
 

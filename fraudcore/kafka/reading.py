@@ -90,12 +90,16 @@ class TopicReader:
                     for tp in sorted(remaining)
                 )
                 raise IncompleteReadError(f"not read to the end in {self._timeout:g}s: {behind}")
-            for tp, batch in reader.poll(READ_POLL_MS).items():
+            fetched = reader.poll(READ_POLL_MS)
+            for tp, batch in fetched.items():
                 end = ends[tp]
                 for r in batch:
                     if r.offset < end:
                         yield r
-            for tp in list(remaining):
+            # Only the partitions just read are asked where they are, until a poll brings
+            # nothing: before a partition's first fetch, a client may ask the broker (slow).
+            got = [tp for tp, batch in fetched.items() if batch and tp in remaining]
+            for tp in got or list(remaining):
                 if reader.position(tp) >= ends[tp]:
                     remaining.discard(tp)
                     reader.pause([tp])

@@ -112,7 +112,7 @@ def test_the_table_names_every_rule_and_scenario() -> None:
     assert "8 records, 1 invalid" in table
     for word in ("amount", "velocity", "(any rule)", "velocity_burst", "66.7%", "75.0%"):
         assert word in table
-    assert "overlap amount & velocity: 1 records" in table
+    assert "overlap: amount and velocity both fired on 1" in table
 
 
 def test_since_takes_a_duration_or_an_iso_time() -> None:
