@@ -240,9 +240,15 @@ class NoInputTopicError(RuntimeError):
     """The input topic does not exist: a typo in a name should not pass as nothing to see."""
 
 
-def replay_topic(settings: DetectorSettings, since_ms: int | None, timeout: float) -> Tally:
+def replay_topic(
+    settings: DetectorSettings,
+    since_ms: int | None,
+    timeout: float,
+    on_verdict: OnVerdict | None = None,
+) -> Tally:
     """Replay the input topic of `settings` through its rule set, from `since_ms` (each
-    partition's first record at or after it) or the beginning, to the end offsets found first."""
+    partition's first record at or after it) or the beginning, to the end offsets found first.
+    `on_verdict`: as replay()'s."""
     topic = settings.transactions_topic
     reading = kafka.driver(settings).reader(settings, "detector-backtest")
     with TopicReader(reading, [topic], timeout) as reader:
@@ -252,7 +258,7 @@ def replay_topic(settings: DetectorSettings, since_ms: int | None, timeout: floa
         if since_ms is not None:
             starts = reader.offsets_for_times(dict.fromkeys(reader.ends, since_ms))
         records = reader.records([topic], starts)
-        return replay(records, settings.rule_set, settings.max_transaction_bytes)
+        return replay(records, settings.rule_set, settings.max_transaction_bytes, on_verdict)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
