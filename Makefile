@@ -26,7 +26,7 @@ export KAFKA_BROKER_URL := $(shell $(BROKER) bootstrap --nodes $(BROKERS))
 endif
 endif
 
-.PHONY: help install jars kafka-up kafka-down kafka-clean consume consume-legit consume-fraud \
+.PHONY: help install jars kafka-up kafka-down kafka-clean consume consume-legit consume-fraud backtest \
 	consume-invalid run watch web bench test test-unit test-docker test-cluster clean-docker lint typecheck clean
 
 help: ## list the targets
@@ -72,6 +72,10 @@ consume-invalid: install jars ## print the dead-letter topic
 run: install kafka-up ## broker + generator + detector(s) + the dashboard page (printed); RULES_FILE=path: the rules; Ctrl-C stops all
 	@DETECTORS=$(DETECTORS) SECURE=$(if $(SECURE_FLAG),1,) PYTHON=$(PY) RULES_FILE=$(RULES_FILE) \
 		scripts/run-local.sh
+
+backtest: install ## replay the input topic through a rules file, report precision and recall (RULES=path, SINCE=10m, JSON=1)
+	@if [[ -z "$(RULES)" ]]; then echo "usage: make backtest RULES=<rules file> [SINCE=<when>] [JSON=1]" >&2; exit 2; fi
+	@$(PY) -m detector.backtest --rules "$(RULES)" $(if $(SINCE),--since "$(SINCE)",) $(if $(filter-out 0,$(JSON)),--json,)
 
 watch: install ## live dashboard of the topics and the detector's lag; q quits
 	@$(PY) -m dashboard

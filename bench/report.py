@@ -259,6 +259,14 @@ THROUGHPUT_ROWS: list[tuple[str, tuple[str, ...], Callable[[dict[str, Any]], str
     ),
     *(
         (
+            f"backtest on {client} (replay, writes nothing)",
+            ("backtest", client),
+            _amount_only,
+        )
+        for client in CLIENTS
+    ),
+    *(
+        (
             f"raw pipe on {client} (one json.loads, no rule)",
             ("baselines", "raw_pipe", client),
             _runs,

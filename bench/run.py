@@ -15,6 +15,7 @@ from types import FrameType
 from typing import Any
 
 from bench import (
+    backtest_bench,
     detector_bench,
     generator_bench,
     hot_path,
@@ -44,6 +45,7 @@ SECTIONS = (
     "rules",
     "scaling",
     "hot_path",
+    "backtest",
 )
 DEFAULT_OUT = REPO_ROOT / "bench" / "results"
 DOCS = REPO_ROOT / "docs" / "performance.md"
@@ -119,7 +121,7 @@ def measure(ctx: Context, sections: set[str]) -> dict[str, Any]:
             "unthrottled": unthrottled,
             "paced": generator_bench.paced_rates(ctx),
         }
-    elif "detector" in sections:
+    elif sections & {"detector", "backtest"}:
         generator_bench.raw_producer(ctx, input_topic)
     if "detector" in sections:
         results.update(detector_bench.consumers(ctx, input_topic))
@@ -147,6 +149,8 @@ def measure(ctx: Context, sections: set[str]) -> dict[str, Any]:
         results["rules_state"] = rules_bench.measure(quick=cfg.mode == QUICK)
     if "hot_path" in sections:
         results["hot_path"] = hot_path.measure(cfg.hot_path_records, cfg.seed)
+    if "backtest" in sections:
+        results["backtest"] = backtest_bench.all_runs(ctx, input_topic)
     if memory := _memory(results):
         results["memory"] = memory
     return results

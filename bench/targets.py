@@ -26,6 +26,9 @@ VELOCITY_COST_PERCENT = 25.0
 # End-to-end p99 at 1,000/s on each client, by guarantee.
 P99_MS = {"at_least_once": 50.0, "exactly_once": 150.0}
 PEAK_RSS_MB = 150.0
+# The backtest against the live detector as it runs by default (exactly_once), on the same
+# client and input.
+BACKTEST_SPEEDUP = 3.0
 
 
 def get(results: dict[str, Any], *path: str) -> Any:
@@ -105,6 +108,11 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             p99 = get(results, "latency", client, guarantee, "1000", "latency_ms", "p99")
             check = f"p99 latency at 1,000/s, {client}, {guarantee}"
             out.append(target(check, p99, "<=", limit, "ms"))
+    for client in CLIENTS:
+        live = detector_rate(results, client, "exactly_once")
+        backtest = get(results, "backtest", client, "rate")
+        check = f"backtest on {client} / detector on {client}, exactly_once"
+        out.append(target(check, ratio(backtest, live), ">=", BACKTEST_SPEEDUP, "x"))
     peak_rss = get(results, "memory", "detector_peak_rss_mb")
     out.append(target("detector peak RSS (VmHWM)", peak_rss, "<", PEAK_RSS_MB, "MiB"))
     return out

@@ -106,10 +106,11 @@ class CommonSettings(KafkaSecuritySettings):
 SettingsT = TypeVar("SettingsT", bound=CommonSettings)
 
 
-def load_settings(settings_class: type[SettingsT]) -> SettingsT:
-    """Build settings from the environment; validation errors become one SettingsError line."""
+def load_settings(settings_class: type[SettingsT], **overrides: Any) -> SettingsT:
+    """Build settings from the environment, `overrides` (a command's flags) winning over it;
+    validation errors become one SettingsError line."""
     try:
-        return settings_class()
+        return settings_class(**overrides)
     except ValidationError as exc:
         problems = []
         for error in exc.errors():

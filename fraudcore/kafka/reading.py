@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 from fraudcore.errors import RetriableClientError
 from fraudcore.kafka.ports import Reader
@@ -51,16 +51,38 @@ class TopicReader:
     def __exit__(self, *_exc: object) -> None:
         self._reader.close()
 
-    def records(self, names: Sequence[str]) -> Iterator[ConsumedRecord]:
-        """Every committed record of these topics, up to the end offsets taken at the start."""
+    @property
+    def ends(self) -> Mapping[TopicPartition, int]:
+        """The end offsets taken at the start, of every partition of the existing topics."""
+        return self._ends
+
+    def offsets_for_times(
+        self, times_ms: Mapping[TopicPartition, int]
+    ) -> dict[TopicPartition, int]:
+        """The first offset at or after each time; the end offset where there is none."""
+        found = self._reader.offsets_for_times(times_ms)
+        starts: dict[TopicPartition, int] = {}
+        for tp in times_ms:
+            offset = found.get(tp)
+            starts[tp] = self._ends[tp] if offset is None else offset
+        return starts
+
+    def records(
+        self, names: Sequence[str], starts: Mapping[TopicPartition, int] | None = None
+    ) -> Iterator[ConsumedRecord]:
+        """Every committed record of these topics, up to the end offsets taken at the start;
+        from `starts` where it names a partition, else from the beginning."""
         ends = {tp: end for tp, end in self._ends.items() if tp.topic in names}
         if not ends:  # missing topics read as empty
             return
         reader = self._reader
         reader.assign(list(ends))
         reader.seek_to_beginning(list(ends))
+        for tp, offset in (starts or {}).items():
+            if tp in ends:
+                reader.seek(tp, offset)
         deadline = time.monotonic() + self._timeout
-        remaining = {tp for tp, end in ends.items() if end > 0}
+        remaining = {tp for tp, end in ends.items() if end > (starts or {}).get(tp, 0)}
         while remaining:
             if time.monotonic() > deadline:
                 behind = ", ".join(
@@ -68,12 +90,16 @@ class TopicReader:
                     for tp in sorted(remaining)
                 )
                 raise IncompleteReadError(f"not read to the end in {self._timeout:g}s: {behind}")
-            for tp, batch in reader.poll(READ_POLL_MS).items():
+            fetched = reader.poll(READ_POLL_MS)
+            for tp, batch in fetched.items():
                 end = ends[tp]
                 for r in batch:
                     if r.offset < end:
                         yield r
-            for tp in list(remaining):
+            # Only the partitions just read are asked where they are, until a poll brings
+            # nothing: before a partition's first fetch, a client may ask the broker (slow).
+            got = [tp for tp, batch in fetched.items() if batch and tp in remaining]
+            for tp in got or list(remaining):
                 if reader.position(tp) >= ends[tp]:
                     remaining.discard(tp)
                     reader.pause([tp])

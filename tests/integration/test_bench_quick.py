@@ -45,7 +45,7 @@ def _number(results: dict[str, Any], *path: str) -> float:
 def _check_targets(targets: list[dict[str, Any]], rows: list[str]) -> None:
     """Every target measured and judged in the JSON and the table, but the four against the Quix
     Streams app and the confluent-kafka loop (not run in a quick run): n/a."""
-    assert len(targets) == 19
+    assert len(targets) == 21  # 19, and the backtest against the detector on each client
     skipped = [
         t for t in targets if "Quix Streams" in t["check"] or "confluent-kafka loop" in t["check"]
     ]
@@ -72,6 +72,7 @@ def _check_each_client(results: dict[str, Any]) -> None:
             for rate in ("1000", "5000"):
                 for pct in ("p50", "p95", "p99"):
                     _number(results, "latency", client, guarantee, rate, "latency_ms", pct)
+        assert _number(results, "backtest", client, "rate") > 0
         pipe = results["baselines"]["raw_pipe"][client]
         assert _number({"pipe": pipe}, "pipe", "cpu_us_per_record") > 0
         for detectors in ("1", "3"):
@@ -86,6 +87,7 @@ def _check_client_rows(rows: list[str]) -> None:
         velocity_row = f"| detector on {client}, exactly_once, velocity on |"
         assert any(row.startswith(velocity_row) for row in rows)
         assert any(row.startswith(f"| raw pipe on {client} ") for row in rows)
+        assert any(row.startswith(f"| backtest on {client} (replay") for row in rows)
         assert any(row.startswith(f"| {client} | exactly_once | 5,000 |") for row in rows)
 
 

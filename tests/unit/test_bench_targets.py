@@ -25,6 +25,7 @@ def _results() -> dict[str, Any]:
             "confluent": {"at_least_once": row(48_000), "exactly_once": row(21_000)},
         },
         "baselines": {"raw_pipe": {"kafka-python": row(30_000), "confluent": row(90_000)}},
+        "backtest": {"kafka-python": row(45_000), "confluent": row(75_000)},
         "reference": {
             "quix": {"at_least_once": row(30_000), "exactly_once": row(25_000)},
             "confluent": {"at_least_once": row(100_000), "exactly_once": row(100_000)},
@@ -52,6 +53,11 @@ def test_each_client_is_judged_against_its_own_rows() -> None:
     assert (velocity["value"], velocity["pass"]) == (pytest.approx(30.0), False)
     velocity = checks["velocity on: throughput cost, confluent, at_least_once"]
     assert (velocity["value"], velocity["pass"]) == (pytest.approx(20.0), True)
+    # The backtest against the detector in its default guarantee on its client.
+    replay = checks["backtest on kafka-python / detector on kafka-python, exactly_once"]
+    assert (replay["value"], replay["pass"]) == (pytest.approx(3.0), True)
+    replay = checks["backtest on confluent / detector on confluent, exactly_once"]
+    assert (replay["value"], replay["pass"]) == (pytest.approx(2.5), False)
 
 
 def test_what_a_run_did_not_measure_is_neither_pass_nor_fail() -> None:

@@ -12,7 +12,13 @@ PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 
 def test_each_console_command_names_a_main_that_exists() -> None:
     scripts = PYPROJECT["project"]["scripts"]
-    assert set(scripts) == {"fraud-generator", "fraud-detector", "fraud-audit", "fraud-dashboard"}
+    assert set(scripts) == {
+        "fraud-generator",
+        "fraud-detector",
+        "fraud-audit",
+        "fraud-backtest",
+        "fraud-dashboard",
+    }
     for command, target in scripts.items():
         module_name, _, attribute = target.partition(":")
         assert callable(getattr(importlib.import_module(module_name), attribute)), command
