@@ -236,7 +236,8 @@ def test_kafka_init_grants_least_privilege(secure: dict[str, dict[str, Any]]) ->
     init = _service(secure[KAFKA_SECURE], "kafka-init")
     read, write = frozenset({"READ", "DESCRIBE"}), frozenset({"WRITE", "DESCRIBE"})
     grants = _acl_grants(_script(init))
-    assert len(grants) == 4
+    changelogs = frozenset({"CREATE", "DESCRIBE", "READ", "WRITE"})
+    assert len(grants) == 5
     assert set(grants) == {
         ("User:generator", write, frozenset({"topic=$TRANSACTIONS_TOPIC"})),
         ("User:detector", read, frozenset({"topic=$TRANSACTIONS_TOPIC", "group=$CONSUMER_GROUP"})),
@@ -246,6 +247,9 @@ def test_kafka_init_grants_least_privilege(secure: dict[str, dict[str, Any]]) ->
             frozenset({"topic=$LEGIT_TOPIC", "topic=$FRAUD_TOPIC", "topic=$DEAD_LETTER_TOPIC"}),
         ),
         ("User:detector", write, frozenset({"transactional-id=$CONSUMER_GROUP*"})),
+        # The rules' changelog topics, by their prefix (topics.changelog_prefix): the detector
+        # creates, writes and restores them, and no other topic of its group's name.
+        ("User:detector", changelogs, frozenset({"topic=$CONSUMER_GROUP-*"})),
     }
 
 
@@ -314,6 +318,11 @@ def test_kafka_init_grants_the_acls_on_the_topics_it_creates(
                 ("User:detector", read, source | {f"group={group}"}),
                 ("User:detector", write, outputs),
                 ("User:detector", write, frozenset({f"transactional-id={group}*"})),
+                (
+                    "User:detector",
+                    frozenset({"CREATE", "DESCRIBE", "READ", "WRITE"}),
+                    frozenset({f"topic={topics.changelog_prefix(group)}*"}),
+                ),
             ]
         ), case
 
