@@ -12,9 +12,11 @@ the bytes unchanged, so the id is read from the value's first bytes without pars
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Any
 
 from bench.context import Context, log
+from bench.detector_bench import StalledError, retried
 from bench.kafka_ops import (
     admin_client,
     create_topics,
@@ -127,7 +129,7 @@ def run(ctx: Context, client: str, guarantee: str, rate: int) -> dict[str, Any]:
         "latency_ms": summary,
     }
     if len(seen) < count:
-        raise RuntimeError(
+        raise StalledError(
             f"latency {client} {guarantee} {rate}/s: saw {len(seen)} of {count} outputs"
         )
     log.info(
@@ -160,7 +162,11 @@ def all_runs(
     return {
         client: {
             guarantee: {
-                str(rate): run(ctx, client, guarantee, rate) for rate in ctx.config.latency_rates
+                str(rate): retried(
+                    partial(run, ctx, client, guarantee, rate),
+                    f"latency {client} {guarantee} {rate}/s",
+                )
+                for rate in ctx.config.latency_rates
             }
             for guarantee in guarantees
         }
