@@ -179,8 +179,13 @@ class Progress:
         return (self.target - start[1]) / max(self.samples[-1][0] - start[0], 1e-9)
 
     def cpu_per_record_us(self) -> float | None:
-        """The process's CPU time per record over the same span, in microseconds."""
-        start, end = self._first_moving(), self.samples[-1]
+        """The process's CPU time per record, in microseconds, from the last sample before any
+        progress to the end: every record's work is inside the span. (From the first moving
+        sample, a fast short run had its work done between two samples: a CPU difference below
+        the clock's tick, read as 0.)"""
+        self._first_moving()  # raises if there was no measurable progress
+        moving = next(i for i, s in enumerate(self.samples) if s[1] > 0)
+        start, end = self.samples[max(moving - 1, 0)], self.samples[-1]
         if start[2] is None or end[2] is None or end[1] <= start[1]:
             return None
         return 1e6 * (end[2] - start[2]) / (end[1] - start[1])
