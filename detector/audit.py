@@ -24,13 +24,13 @@ from collections.abc import Sequence
 
 from detector.audit_match import AuditResult, AuditTopics, Record, audit_records
 from detector.config import DetectorSettings
+from detector.report_cli import add_read_timeout, broker_answers, quiet_logging
 from fraudcore import kafka
 from fraudcore.config import SettingsError, load_settings
 from fraudcore.core.rules.ruleset import RuleSet
 from fraudcore.errors import BrokerUnavailableError, ClientError
 from fraudcore.kafka.reading import IncompleteReadError, TopicReader
 from fraudcore.kafka.types import ConsumedRecord
-from fraudcore.runtime import StopFlag, configure_logging
 
 __all__ = ["AuditResult", "AuditTopics", "Record", "audit_records", "main", "render"]
 
@@ -93,12 +93,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         ),
     )
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=DEFAULT_READ_TIMEOUT_SECONDS,
-        help="give up reading after this many seconds (default %(default)g)",
-    )
+    add_read_timeout(parser, DEFAULT_READ_TIMEOUT_SECONDS)
     return parser.parse_args(argv)
 
 
@@ -109,20 +104,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"audit: {exc}", file=sys.stderr)
         return EXIT_BAD_SETTING
-    # The report goes to stdout; only warnings and errors go to stderr unless LOG_LEVEL=DEBUG.
-    configure_logging(
-        settings.log_level if settings.log_level != "INFO" else "WARNING", settings.log_format
-    )
+    quiet_logging(settings)
     topics = AuditTopics.from_settings(settings)
     outputs = list(dict.fromkeys(topics.outputs.values()))
     try:
-        driver = kafka.driver(settings)
-        admin = driver.wait_for_broker(settings, StopFlag.install(), "detector-audit")
-        if admin is None:
+        if not broker_answers(settings, "detector-audit"):
             return EXIT_INCOMPLETE
-        admin.close()
         names = [*outputs, topics.input]
-        reading = driver.reader(settings, "detector-audit")
+        reading = kafka.driver(settings).reader(settings, "detector-audit")
         with TopicReader(reading, names, args.timeout) as reader:
             if topics.input in reader.missing:  # a typo in a name should not pass as all well
                 raise IncompleteReadError(f"the input topic {topics.input} does not exist")

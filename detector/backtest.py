@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from detector.config import DetectorSettings
+from detector.report_cli import add_read_timeout, broker_answers, quiet_logging
 from fraudcore import kafka
 from fraudcore.config import SettingsError, load_settings
 from fraudcore.core.codec import DEFAULT_MAX_VALUE_BYTES
@@ -40,7 +41,6 @@ from fraudcore.core.rules.ruleset import PartitionRules, RuleSet
 from fraudcore.errors import BrokerUnavailableError, ClientError
 from fraudcore.kafka.reading import IncompleteReadError, TopicReader
 from fraudcore.kafka.types import ConsumedRecord
-from fraudcore.runtime import StopFlag, configure_logging
 
 log = logging.getLogger(__name__)
 
@@ -227,12 +227,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="replay from this time: ISO-8601 (UTC unless it says) or back from now (10m, 2h)",
     )
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=DEFAULT_READ_TIMEOUT_SECONDS,
-        help="give up reading after this many seconds (default %(default)g)",
-    )
+    add_read_timeout(parser, DEFAULT_READ_TIMEOUT_SECONDS)
     return parser.parse_args(argv)
 
 
@@ -269,18 +264,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, SettingsError) as exc:
         print(f"backtest: {exc}", file=sys.stderr)
         return EXIT_BAD_SETTING
-    # The report goes to stdout; only warnings and errors go to stderr unless LOG_LEVEL=DEBUG.
-    configure_logging(
-        settings.log_level if settings.log_level != "INFO" else "WARNING", settings.log_format
-    )
+    quiet_logging(settings)
     topic = settings.transactions_topic
     try:
-        admin = kafka.driver(settings).wait_for_broker(
-            settings, StopFlag.install(), "detector-backtest"
-        )
-        if admin is None:
+        if not broker_answers(settings, "detector-backtest"):
             return EXIT_INCOMPLETE
-        admin.close()
         started = time.monotonic()
         tally = replay_topic(settings, since_ms, args.timeout)
     except NoInputTopicError as exc:
