@@ -5,6 +5,7 @@ as it was raised. The independent checker is kafka-python itself (tests/kafka_he
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -93,6 +94,27 @@ def test_a_poll_returns_batches_by_partition_and_says_when_it_is_full(
         # (the group may form twice while the new topic's metadata spreads: the last one counts)
         assert assigned[-1] == {TopicPartition(topic, 0), TopicPartition(topic, 1)}
         assert consumer.assignment() == assigned[-1]
+    finally:
+        consumer.close()
+
+
+def test_a_poll_returns_what_has_arrived_without_waiting_for_a_full_batch(
+    driver: Driver, settings: CommonSettings, bootstrap: str, topic: str
+) -> None:
+    """The poll timeout bounds the wait for the first record, not for a full batch: a record
+    that arrives is handed over at once, or latency at a low rate is the whole timeout."""
+    consumer = group_member(driver, settings, unique_name("g"), max_poll_records=500)
+    consumer.subscribe(topic, lambda _revoked: None, lambda _assigned: None)
+    try:
+        produce(bootstrap, topic, [(b"k", b"first")])
+        poll_until(consumer, 1)
+        produce(bootstrap, topic, [(b"k", b"second")])
+        started = time.monotonic()
+        fetched = consumer.poll(timeout_ms=20_000)
+        waited = time.monotonic() - started
+        assert [r.value for batch in fetched.records.values() for r in batch] == [b"second"]
+        assert not fetched.full
+        assert waited < 10, f"poll held an arrived record for {waited:.1f} s"
     finally:
         consumer.close()
 

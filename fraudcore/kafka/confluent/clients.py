@@ -20,6 +20,7 @@ from fraudcore.errors import BufferFullError, ClientError
 from fraudcore.kafka.confluent.common import (
     REQUEST_TIMEOUT_SECONDS,
     client_config,
+    consume_arrived,
     log,
     mapped,
     offsets_to_rd,
@@ -71,7 +72,7 @@ class Consumer:
 
     def poll(self, timeout_ms: int) -> Fetched:
         try:
-            messages = self.client.consume(self.max_poll_records, timeout_ms / 1000)
+            messages = consume_arrived(self.client, self.max_poll_records, timeout_ms / 1000)
         except BaseException as exc:
             raised, self._raised = self._raised, None
             if raised is not None:

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from confluent_kafka import KafkaException, Message
+from confluent_kafka import Consumer, KafkaException, Message
 from confluent_kafka import TopicPartition as RdTopicPartition
 
 from fraudcore.config import CommonSettings
@@ -101,6 +101,19 @@ def offsets_to_rd(offsets: Mapping[TopicPartition, Committed]) -> list[Any]:
 
 def ours(partitions: Iterable[Any]) -> set[TopicPartition]:
     return {TopicPartition(p.topic, p.partition) for p in partitions}
+
+
+def consume_arrived(consumer: Consumer, max_records: int, timeout_seconds: float) -> list[Message]:
+    """Up to max_records messages, returned as soon as any are there. librdkafka's consume()
+    waits out its whole timeout unless the batch fills, which at a low rate turns every poll
+    timeout into latency; the timeout here bounds only the wait for the first message."""
+    messages = consumer.consume(max_records, 0)
+    if messages:
+        return messages
+    first = consumer.poll(timeout_seconds)
+    if first is None:
+        return []
+    return [first, *consumer.consume(max_records - 1, 0)] if max_records > 1 else [first]
 
 
 def records_of(messages: Sequence[Message]) -> dict[TopicPartition, list[Record]]:

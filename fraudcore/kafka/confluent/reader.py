@@ -25,6 +25,7 @@ from fraudcore.core.topics import DEAD_LETTER_MAX_MESSAGE_BYTES
 from fraudcore.kafka.confluent.common import (
     REQUEST_TIMEOUT_SECONDS,
     client_config,
+    consume_arrived,
     mapped,
     records_of,
     to_rd,
@@ -151,7 +152,7 @@ class Reader:
     def poll(self, timeout_ms: int) -> Mapping[TopicPartition, Sequence[ConsumedRecord]]:
         self._start()
         try:
-            messages = self._consumer.consume(MAX_POLL_RECORDS, timeout_ms / 1000)
+            messages = consume_arrived(self._consumer, MAX_POLL_RECORDS, timeout_ms / 1000)
         except KafkaException as exc:
             raise client_error(exc) from exc
         return records_of(without_group_refusals(messages))
