@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from detector.config import DetectorSettings
 from fraudcore.config import SettingsError, load_settings
@@ -255,3 +258,39 @@ def test_compose_mounts_the_example_rules_file_where_rules_file_finds_it() -> No
     assert detector["environment"]["RULES_FILE"] == "${RULES_FILE:-}"
     # The image's working directory is /app: rules/example.yaml is the mounted example.
     assert load_rules(ROOT / "rules" / "example.yaml").names
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    events=st.lists(
+        st.tuples(
+            st.sampled_from("ABC"),
+            st.one_of(st.integers(0, 4000), st.integers(-25_000, 3000)),
+            st.sampled_from(["0.01", "10.00", "33.33", "33.34", "60.00"]),
+        ),
+        max_size=120,
+    ),
+    seconds=st.sampled_from([0.001, 1.0, 2.5, 10.0]),
+)
+def test_the_running_sum_is_the_window_summed_again(
+    events: list[tuple[str, int, str]], seconds: float
+) -> None:
+    """The kept running total gives, at every transaction, the window's sum computed afresh
+    (exactly, in or out of timestamp order, across the horizon), so the verdict at every
+    limit is the plain definition's."""
+    rule = sums("100", seconds)
+    state = rule.new_state()
+    window, span = math.ceil(seconds * 1000), math.ceil(2 * seconds * 1000)
+    held: list[tuple[str, int, Decimal]] = []
+    t, stream = T0, None
+    for offset, (account, gap, text) in enumerate(events):
+        t += gap
+        stream = t if stream is None else max(stream, t)
+        amount = Decimal(text)
+        low = max(t - window, stream - span)
+        total = amount + sum(
+            (a for who, stamp, a in held if who == account and low < stamp <= t), Decimal(0)
+        )
+        assert state.fires(account, amount, t, offset, stream) is (total > rule.max_amount)
+        if t > stream - span:
+            held.append((account, t, amount))
