@@ -166,6 +166,14 @@ REFUSALS = [
         "rule #1 (s): field min_history: must be at most history",
     ),
     (
+        "rules:\n  - {name: r, type: amount_out_of_range, history: 5, min_history: 1, factor: 1}",
+        "rule #1 (r): field factor: Input should be greater than 1",
+    ),
+    (
+        "rules:\n  - {name: r, type: amount_out_of_range, history: 1, min_history: 2, factor: 3}",
+        "rule #1 (r): field min_history: must be at most history",
+    ),
+    (
         "rules:\n  - {name: d, type: sum_in_window, max_amount: 1, window_seconds: 0}",
         "rule #1 (d): field window_seconds:",
     ),
