@@ -209,12 +209,11 @@ def test_an_unreadable_rules_file_is_refused(tmp_path: Path) -> None:
 
 def test_the_example_rules_file_parses_in_order() -> None:
     rules = load_rules(EXAMPLE)
-    assert rules.names == ("amount", "velocity", "spike", "daily_total")
+    assert rules.names == ("amount", "velocity", "habit")
     assert [rule.type for rule in rules.rules] == [
         "amount_above",
         "count_in_window",
-        "amount_spike",
-        "sum_in_window",
+        "amount_out_of_range",
     ]
 
 
