@@ -8,8 +8,8 @@ each rule from that whole history with fractions (docs/rules.md gives the defini
 
 - a window is (max(t - W, S - 2W), t], where S is the greatest timestamp of the partition's
   valid transactions so far, this one included;
-- amount_spike looks at the account's last `history` amounts before this one, since it was last
-  idle (no transaction for more than idle_days of stream time).
+- amount_spike and amount_out_of_range look at the account's last `history` amounts before this
+  one, since it was last idle (no transaction for more than idle_days of stream time).
 """
 
 from __future__ import annotations
@@ -22,7 +22,13 @@ from typing import Any
 
 from fraudcore.core.codec import InvalidTransactionError, decode
 from fraudcore.core.rule import Verdict
-from fraudcore.core.rules import AmountAbove, AmountSpike, CountInWindow, SumInWindow
+from fraudcore.core.rules import (
+    AmountAbove,
+    AmountOutOfRange,
+    AmountSpike,
+    CountInWindow,
+    SumInWindow,
+)
 from fraudcore.core.rules.base import Rule
 from fraudcore.core.rules.ruleset import RuleSet
 
@@ -81,6 +87,15 @@ def amount_spike(rule: AmountSpike, tx: _Tx) -> bool:
     return excess > 0 and excess**2 > Fraction(rule.z) ** 2 * variance
 
 
+def amount_out_of_range(rule: AmountOutOfRange, tx: _Tx) -> bool:
+    amounts = _since_idle(tx, rule.idle_days * DAY_MS)[-rule.history :]
+    if len(amounts) < rule.min_history:
+        return False
+    factor = Fraction(rule.factor)
+    amount = Fraction(tx.amount)
+    return amount > factor * Fraction(max(amounts)) or amount < Fraction(min(amounts)) / factor
+
+
 def _since_idle(tx: _Tx, idle_ms: Decimal) -> list[Decimal]:
     """The account's amounts before this one since it was last idle: a transaction that comes
     when the stream time is more than idle_ms past the account's latest timestamp starts its
@@ -100,6 +115,7 @@ CHECKS: dict[type[Rule], Callable[[Any, _Tx], bool]] = {
     CountInWindow: count_in_window,
     SumInWindow: sum_in_window,
     AmountSpike: amount_spike,
+    AmountOutOfRange: amount_out_of_range,
 }
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from detector.config import DetectorSettings
 from fraudcore.config import SettingsError, load_settings
@@ -163,6 +166,14 @@ REFUSALS = [
         "rule #1 (s): field min_history: must be at most history",
     ),
     (
+        "rules:\n  - {name: r, type: amount_out_of_range, history: 5, min_history: 1, factor: 1}",
+        "rule #1 (r): field factor: Input should be greater than 1",
+    ),
+    (
+        "rules:\n  - {name: r, type: amount_out_of_range, history: 1, min_history: 2, factor: 3}",
+        "rule #1 (r): field min_history: must be at most history",
+    ),
+    (
         "rules:\n  - {name: d, type: sum_in_window, max_amount: 1, window_seconds: 0}",
         "rule #1 (d): field window_seconds:",
     ),
@@ -198,12 +209,11 @@ def test_an_unreadable_rules_file_is_refused(tmp_path: Path) -> None:
 
 def test_the_example_rules_file_parses_in_order() -> None:
     rules = load_rules(EXAMPLE)
-    assert rules.names == ("amount", "velocity", "spike", "daily_total")
+    assert rules.names == ("amount", "velocity", "habit")
     assert [rule.type for rule in rules.rules] == [
         "amount_above",
         "count_in_window",
-        "amount_spike",
-        "sum_in_window",
+        "amount_out_of_range",
     ]
 
 
@@ -255,3 +265,39 @@ def test_compose_mounts_the_example_rules_file_where_rules_file_finds_it() -> No
     assert detector["environment"]["RULES_FILE"] == "${RULES_FILE:-}"
     # The image's working directory is /app: rules/example.yaml is the mounted example.
     assert load_rules(ROOT / "rules" / "example.yaml").names
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    events=st.lists(
+        st.tuples(
+            st.sampled_from("ABC"),
+            st.one_of(st.integers(0, 4000), st.integers(-25_000, 3000)),
+            st.sampled_from(["0.01", "10.00", "33.33", "33.34", "60.00"]),
+        ),
+        max_size=120,
+    ),
+    seconds=st.sampled_from([0.001, 1.0, 2.5, 10.0]),
+)
+def test_the_running_sum_is_the_window_summed_again(
+    events: list[tuple[str, int, str]], seconds: float
+) -> None:
+    """The kept running total gives, at every transaction, the window's sum computed afresh
+    (exactly, in or out of timestamp order, across the horizon), so the verdict at every
+    limit is the plain definition's."""
+    rule = sums("100", seconds)
+    state = rule.new_state()
+    window, span = math.ceil(seconds * 1000), math.ceil(2 * seconds * 1000)
+    held: list[tuple[str, int, Decimal]] = []
+    t, stream = T0, None
+    for offset, (account, gap, text) in enumerate(events):
+        t += gap
+        stream = t if stream is None else max(stream, t)
+        amount = Decimal(text)
+        low = max(t - window, stream - span)
+        total = amount + sum(
+            (a for who, stamp, a in held if who == account and low < stamp <= t), Decimal(0)
+        )
+        assert state.fires(account, amount, t, offset, stream) is (total > rule.max_amount)
+        if t > stream - span:
+            held.append((account, t, amount))

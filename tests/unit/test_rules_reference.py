@@ -1,7 +1,7 @@
 """Every rule type on at once: the detector's rule state against the audit's reference
 implementation (detector/reference.py) on random streams of a few accounts, also when the state
 is restored at random offsets the way a new owner restores it (detector/rule_state.py: the
-windows replayed from the input, the spikes read back from the changelog it wrote)."""
+windows replayed from the input, the histories read back from the changelogs they wrote)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from fraudcore.core.rules.ruleset import RuleSet
 from fraudcore.kafka.types import Committed, Record, TopicPartition
 
 TP = TopicPartition("in", 0)
-CHANGELOG = "group-spike-changelog"
+CHANGELOGS = ["group-spike-changelog", "group-range-changelog"]
 T0 = 1_800_000_000_000
 
 
@@ -40,7 +40,7 @@ class LogReader:
         pass
 
 
-def all_rules(limit: int, seconds: float, z: str, max_amount: str) -> RuleSet:
+def all_rules(limit: int, seconds: float, z: str, max_amount: str, factor: str) -> RuleSet:
     return parse_rules(
         {
             "rules": [
@@ -60,6 +60,14 @@ def all_rules(limit: int, seconds: float, z: str, max_amount: str) -> RuleSet:
                     "idle_days": Decimal("0.0001"),  # 8.64 s: accounts idle out in the stream
                 },
                 {
+                    "name": "range",
+                    "type": "amount_out_of_range",
+                    "history": 3,
+                    "min_history": 1,
+                    "factor": Decimal(factor),
+                    "idle_days": Decimal("0.0001"),
+                },
+                {
                     "name": "total",
                     "type": "sum_in_window",
                     "max_amount": Decimal(max_amount),
@@ -74,7 +82,9 @@ def all_rules(limit: int, seconds: float, z: str, max_amount: str) -> RuleSet:
 event = st.tuples(
     st.sampled_from(("AAAAAA", "BBBBBB", "CCCCCC")),
     st.one_of(st.integers(0, 3000), st.integers(-20_000, 12_000)),
-    st.sampled_from(["10.00", "10.00", "20.00", "25.00", "25.01", "30.00", "950.00", "bad"]),
+    st.sampled_from(
+        ["10.00", "10.00", "20.00", "25.00", "25.01", "30.00", "950.00", "12.125", "bad"]
+    ),
 )
 
 
@@ -85,6 +95,7 @@ event = st.tuples(
     seconds=st.sampled_from([0.5, 2.0, 5.0, 10.0]),
     z=st.sampled_from(["1", "1.5", "2"]),
     max_amount=st.sampled_from(["40.00", "60.00", "1000.00"]),
+    factor=st.sampled_from(["1.25", "2", "2.5", "3"]),
     cuts=st.lists(st.integers(0, 70), max_size=4),
 )
 def test_every_rule_agrees_with_the_reference_through_restores(  # noqa: PLR0917  # hypothesis
@@ -93,9 +104,10 @@ def test_every_rule_agrees_with_the_reference_through_restores(  # noqa: PLR0917
     seconds: float,
     z: str,
     max_amount: str,
+    factor: str,
     cuts: list[int],
 ) -> None:
-    rule_set = all_rules(limit, seconds, z, max_amount)
+    rule_set = all_rules(limit, seconds, z, max_amount, factor)
     records, t = [], T0
     for offset, (account, gap, amount) in enumerate(events):
         t += gap
@@ -105,8 +117,9 @@ def test_every_rule_agrees_with_the_reference_through_restores(  # noqa: PLR0917
     expected = [reference.expected("in", 0, r.timestamp, r.value) for r in records]
 
     logs: dict[TopicPartition, list[Record]] = {TP: records}
-    changelog = logs.setdefault(TopicPartition(CHANGELOG, 0), [])
-    states = RuleStates(rule_set, lambda: LogReader(logs), DEFAULT_MAX_VALUE_BYTES, [CHANGELOG])  # type: ignore[arg-type,return-value]
+    for topic in CHANGELOGS:
+        logs[TopicPartition(topic, 0)] = []
+    states = RuleStates(rule_set, lambda: LogReader(logs), DEFAULT_MAX_VALUE_BYTES, CHANGELOGS)  # type: ignore[arg-type,return-value]
     got: list[Expected] = []
     start = 0
     for cut in [*sorted(c for c in cuts if c < len(records)), len(records)]:
@@ -117,6 +130,7 @@ def test_every_rule_agrees_with_the_reference_through_restores(  # noqa: PLR0917
         start = max(start, cut)
         # the batch commits: its changelog records, then the offset with its metadata
         for target, key, change, headers in states.changelog(TP, start):
+            changelog = logs[TopicPartition(target.topic, 0)]
             changelog.append(Record(target.topic, 0, len(changelog), 0, key, change, headers))
         metadata = states.metadata(TP, start)
         states.forget({TP})  # a new owner, or a failed batch: restored from the commit

@@ -23,13 +23,58 @@ from fraudcore.core.rules.base import EXACT, ReplayState, Rule, StateKind
 
 
 class _Account:
-    """One account's held transactions, sorted by timestamp: timestamps and amounts."""
+    """One account's held transactions, sorted by timestamp, and the running total of those
+    after `cut`, the start of its last in-order window: a transaction that comes in timestamp
+    order moves the window's start forward and adds itself, instead of summing the window again.
+    `start` is the index of the first held one after `cut`; `running` is the exact sum of
+    amounts[start:]."""
 
-    __slots__ = ("amounts", "stamps")
+    __slots__ = ("amounts", "cut", "running", "stamps", "start")
 
     def __init__(self) -> None:
         self.stamps: list[int] = []
         self.amounts: list[Decimal] = []
+        self.start = 0
+        self.cut: int | None = None
+        self.running = Decimal(0)
+
+    def total_after(self, low: int, timestamp: int) -> Decimal:
+        """The sum of the held amounts in (low, timestamp]."""
+        stamps, amounts = self.stamps, self.amounts
+        if timestamp >= stamps[-1] and (self.cut is None or low >= self.cut):
+            # In order, and the window's start did not go back: slide it forward.
+            start, running, end = self.start, self.running, len(stamps)
+            while start < end and stamps[start] <= low:
+                running = EXACT.subtract(running, amounts[start])
+                start += 1
+            self.start, self.running, self.cut = start, running, low
+            return running
+        # Out of order (rare): sum the window itself, leaving the running total as it is.
+        counted = amounts[bisect_right(stamps, low) : bisect_right(stamps, timestamp)]
+        return reduce(EXACT.add, counted, Decimal(0))
+
+    def insert(self, timestamp: int, amount: Decimal) -> None:
+        stamps = self.stamps
+        if not stamps or timestamp >= stamps[-1]:
+            stamps.append(timestamp)
+            self.amounts.append(amount)
+        else:
+            at = bisect_right(stamps, timestamp)
+            stamps.insert(at, timestamp)
+            self.amounts.insert(at, amount)
+        if self.cut is None or timestamp > self.cut:
+            self.running = EXACT.add(self.running, amount)
+        else:
+            self.start += 1  # it lies before the window's start
+
+    def remove(self, timestamp: int) -> None:
+        """Forget one held transaction stamped `timestamp`."""
+        at = bisect_left(self.stamps, timestamp)
+        if at < self.start:
+            self.start -= 1
+        else:
+            self.running = EXACT.subtract(self.running, self.amounts[at])
+        del self.stamps[at], self.amounts[at]
 
 
 class _Sums:
@@ -57,16 +102,12 @@ class _Sums:
         held = self._accounts.get(account)
         total = amount
         if held is not None:
-            stamps = held.stamps
             low = max(timestamp - self._window, horizon)
-            counted = held.amounts[bisect_right(stamps, low) : bisect_right(stamps, timestamp)]
-            total = reduce(EXACT.add, counted, amount)
+            total = EXACT.add(held.total_after(low, timestamp), amount)
         if timestamp > horizon:
             if held is None:
                 held = self._accounts[account] = _Account()
-            at = bisect_right(held.stamps, timestamp)
-            held.stamps.insert(at, timestamp)
-            held.amounts.insert(at, amount)
+            held.insert(timestamp, amount)
             self._arrivals.append((timestamp, offset, account))
         self._forget(horizon)
         return total > self._limit
@@ -78,8 +119,7 @@ class _Sums:
         while arrivals and arrivals[0][0] <= horizon:
             timestamp, _, account = arrivals.popleft()
             held = accounts[account]
-            at = bisect_left(held.stamps, timestamp)
-            del held.stamps[at], held.amounts[at]
+            held.remove(timestamp)
             if not held.stamps:
                 del accounts[account]
 
