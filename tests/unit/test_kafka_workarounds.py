@@ -16,7 +16,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from kafka.coordinator.base import BaseCoordinator
+from kafka.coordinator.consumer import ConsumerCoordinator
 from kafka.errors import KafkaError, KafkaTimeoutError, ProducerFencedError
+from kafka.future import Future
 from kafka.net.transport import KafkaSSLTransport, KafkaTCPTransport
 from kafka.producer.sender import Sender
 
@@ -27,6 +30,7 @@ from fraudcore.kafka.kafka_python.workarounds import (
     client_io_thread_name,
     discard_producer,
     quiet_reads_after_abort,
+    resume_unfinished_join,
     underlying_error,
 )
 from kafka import KafkaConsumer, KafkaProducer
@@ -172,3 +176,57 @@ def test_the_guard_makes_the_senders_await_ready_answer_false(producer: KafkaPro
     # Nothing listens on the bootstrap address: kafka-python itself would raise here.
     assert client.await_ready("no-such-node", timeout_ms=100) is False
     assert client.in_flight_request_count() == 0, "everything else goes to the real client"
+
+
+@pytest.fixture
+def member() -> Iterator[KafkaConsumer]:
+    """A real group consumer, subscribed; its "broker" accepts connections and never answers."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        consumer = KafkaConsumer(
+            bootstrap_servers=f"127.0.0.1:{silent.getsockname()[1]}",
+            group_id="workaround-group",
+            enable_auto_commit=False,
+            api_version=(4, 0),
+        )
+        consumer.subscribe(["workaround-topic"])
+        try:
+            yield consumer
+        finally:
+            consumer._coordinator._join_task = None
+            consumer.close(autocommit=False)
+
+
+def _left_mid_rejoin(consumer: KafkaConsumer) -> Any:
+    """The coordinator as a rejoin for changed metadata leaves it when poll() stopped waiting
+    for the join task and the leader's assignment, inside the task, has run."""
+    coordinator = consumer._coordinator
+    coordinator.rejoin_needed = False  # the generation before completed
+    coordinator._joined_subscription = set(consumer.subscription())
+    coordinator._assignment_snapshot = coordinator._metadata_snapshot
+    coordinator._join_task = Future()  # in flight, or done and never read
+    return coordinator
+
+
+def test_a_join_that_outlasted_poll_is_still_not_a_reason_to_rejoin(member: KafkaConsumer) -> None:
+    """What resume_unfinished_join works around: the next poll() awaits a join task left in
+    flight only while need_rejoin() holds, and a metadata-driven need ends in the task itself."""
+    assert "while self.need_rejoin():" in inspect.getsource(BaseCoordinator.join_group_async)
+    assert "self._assignment_snapshot = self._metadata_snapshot" in inspect.getsource(
+        ConsumerCoordinator._perform_assignment
+    )
+    coordinator = _left_mid_rejoin(member)
+    assert coordinator.need_rejoin() is False, (
+        "kafka-python now counts a pending join as a reason to rejoin: drop resume_unfinished_join"
+    )
+
+
+def test_an_unfinished_join_is_rejoined_by_the_next_poll(member: KafkaConsumer) -> None:
+    coordinator = member._coordinator
+    coordinator.rejoin_needed = False
+    resume_unfinished_join(member)  # no join in flight: nothing to finish
+    assert coordinator.rejoin_needed is False
+    _left_mid_rejoin(member)
+    resume_unfinished_join(member)
+    assert coordinator.need_rejoin() is True

@@ -25,6 +25,7 @@ from fraudcore.kafka.kafka_python.sender_guard import keep_transactional_request
 from fraudcore.kafka.kafka_python.workarounds import (
     call_with_deadline,
     discard_producer,
+    resume_unfinished_join,
     underlying_error,
 )
 from fraudcore.kafka.ports import GroupConsumerConfig, PartitionsCallback, ProducerConfig
@@ -150,6 +151,8 @@ class Consumer:
                 raised, listener.raised = listener.raised, None
                 raise raised from None
             raise client_error(exc) from exc
+        # A rejoin cut short by timeout_ms is otherwise dropped (workarounds.py): no partitions.
+        resume_unfinished_join(self.client)
         count = sum(len(batch) for batch in records.values())
         return Fetched(records, full=count >= self.max_poll_records)
 

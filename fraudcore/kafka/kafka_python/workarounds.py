@@ -14,7 +14,9 @@ from collections.abc import Callable
 from kafka.errors import KafkaError
 
 from fraudcore.errors import TransactionStalledError
-from kafka import KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer
+
+log = logging.getLogger(__name__)
 
 
 def call_with_deadline(call: Callable[[], None], seconds: float, what: str) -> None:
@@ -74,6 +76,30 @@ def underlying_error(producer: KafkaProducer, exc: BaseException) -> BaseExcepti
         last = manager.last_error
         return last if isinstance(last, BaseException) else last()
     return exc
+
+
+# ---------------------------------------------------------------- a group join left unfinished
+
+
+def resume_unfinished_join(consumer: KafkaConsumer) -> None:
+    """Make the consumer's next poll() finish the group join that its last poll() gave up on.
+
+    kafka-python 3.0.12 runs each JoinGroup -> SyncGroup attempt as a task
+    (BaseCoordinator._join_task). When poll()'s timeout ends first, join_group_async returns and
+    leaves the task to the next poll(), which awaits it only while need_rejoin() is true. A rejoin
+    that a change of the subscribed topic's metadata asked for is needed only while
+    ConsumerCoordinator.need_rejoin() sees _assignment_snapshot differ from _metadata_snapshot,
+    and the leader's _perform_assignment, inside that very task, makes them equal. So when a
+    member joined before its metadata held a new topic (no partitions: "No partition metadata
+    for topic"), and the rejoin that follows outlasts one poll(), no later poll() completes it:
+    the member keeps no partitions, its heartbeat stays off, and the broker drops it from the
+    group. request_rejoin() sets the flag that holds until a join completes, as the Java client
+    latches it (ConsumerCoordinator.rejoinNeededOrPending calls requestRejoin()).
+    """
+    coordinator = consumer._coordinator
+    if coordinator._join_task is not None and not coordinator.rejoin_needed:
+        log.debug("a group join outlasted poll(): the next poll() finishes it")
+        coordinator.request_rejoin()
 
 
 # --------------------------------------------------------------------------- the I/O thread's name
