@@ -107,7 +107,7 @@ def consume_arrived(consumer: Consumer, max_records: int, timeout_seconds: float
     """Up to max_records messages, returned as soon as any are there. librdkafka's consume()
     waits out its whole timeout unless the batch fills, which at a low rate turns every poll
     timeout into latency; the timeout here bounds only the wait for the first message."""
-    messages = consumer.consume(max_records, 0)
+    messages: list[Message] = consumer.consume(max_records, 0)
     if messages:
         return messages
     first = consumer.poll(timeout_seconds)
