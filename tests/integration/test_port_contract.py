@@ -5,6 +5,7 @@ as it was raised. The independent checker is kafka-python itself (tests/kafka_he
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Iterator
 
@@ -178,6 +179,37 @@ def test_a_transaction_commits_outputs_and_offsets_together_and_an_abort_leaves_
         seen = consume(bootstrap, [out], expected=1, settle=1.0)
         assert [(r.value, list(r.headers)) for r in seen] == [(b"committed", [("h", b"1")])]
         assert consumer.committed(tp) == Committed(1, "meta")
+    finally:
+        consumer.close()
+
+
+def test_back_to_back_transactions_do_not_wait_out_a_retry_backoff(
+    driver: Driver, settings: CommonSettings, bootstrap: str, topic: str, transactional: Producer
+) -> None:
+    """A transaction opened right after a commit finds the coordinator still writing the last
+    one's markers: AddOffsetsToTxn answers CONCURRENT_TRANSACTIONS, and the client retries after
+    its retry backoff. A 100 ms backoff there held every exactly_once batch 100 ms."""
+    out = unique_name("contract-out")
+    create_topic(bootstrap, out, partitions=1)
+    produce(bootstrap, topic, [(b"k", b"in")])
+    consumer = group_member(driver, settings, unique_name("g"))
+    consumer.subscribe(topic, lambda _revoked: None, lambda _assigned: None)
+    tp = TopicPartition(topic, 0)
+    try:
+        poll_until(consumer, 1)
+        cycles: list[float] = []
+        for n in range(20):
+            started = time.monotonic()
+            transactional.begin_transaction()
+            transactional.send([(out, b"k", b"v", None)])
+            transactional.send_offsets_to_transaction(
+                {tp: Committed(n, "")}, consumer.group_metadata(), 10
+            )
+            transactional.flush(10)
+            transactional.commit_transaction(10)
+            cycles.append(time.monotonic() - started)
+        typical = statistics.median(cycles[5:])
+        assert typical < 0.08, f"a transaction took {typical * 1000:.0f} ms (median)"
     finally:
         consumer.close()
 

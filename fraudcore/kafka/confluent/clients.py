@@ -40,6 +40,11 @@ from fraudcore.kafka.types import (
 )
 
 PRODUCER_LINGER_MS = 5
+# A transaction opened right after a commit finds the coordinator still writing the last one's
+# markers (a few ms): AddOffsetsToTxn answers CONCURRENT_TRANSACTIONS and librdkafka retries after
+# retry.backoff.ms, 100 by default, which held every exactly_once batch that long. Java's producer
+# retries this case after 20 ms; later retries still back off exponentially to retry.backoff.max.ms.
+TRANSACTION_RETRY_BACKOFF_MS = 10
 # While the producer's queue is full, how long each wait for room lasts.
 ROOM_WAIT_SECONDS = 0.05
 
@@ -295,6 +300,7 @@ def new_producer(settings: CommonSettings, client_id: str, config: ProducerConfi
     if config.transactional_id is not None:
         options["transactional.id"] = config.transactional_id
         options["transaction.timeout.ms"] = config.transaction_timeout_ms
+        options["retry.backoff.ms"] = TRANSACTION_RETRY_BACKOFF_MS
         # librdkafka: a record may not outlive the transaction it belongs to.
         options["delivery.timeout.ms"] = min(
             config.delivery_timeout_ms, config.transaction_timeout_ms
