@@ -3,6 +3,7 @@ whose wheels bundle librdkafka. Chosen with KAFKA_CLIENT=confluent.
 
 Its consumer group uses cooperative (incremental) assignment unless KAFKA_ASSIGNMENT=eager,
 which a group mixing it with kafka-python detectors needs while one client rolls to the other.
+KAFKA_GROUP_PROTOCOL=consumer joins with KIP-848's protocol instead: the broker assigns.
 """
 
 from __future__ import annotations
