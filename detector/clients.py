@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 from detector.config import DetectorSettings
 from fraudcore import kafka
 from fraudcore.core.rule import Verdict
@@ -14,8 +12,6 @@ from fraudcore.core.topics import (
     detector_topics,
 )
 from fraudcore.kafka.ports import Consumer, GroupConsumerConfig, Producer, ProducerConfig
-
-log = logging.getLogger(__name__)
 
 
 def output_topics(settings: DetectorSettings) -> dict[Verdict, str]:
@@ -39,16 +35,6 @@ def required_topics(settings: DetectorSettings) -> list[TopicSpec]:
 
 def make_consumer(settings: DetectorSettings) -> Consumer:
     """A group member that never commits by itself and reads only committed input."""
-    if settings.kafka_group_protocol == "consumer" and "session_timeout_ms" in (
-        settings.model_fields_set
-    ):
-        # Not an error: a setting shared by detectors of either protocol. But said, because a
-        # killed detector's partitions then wait for the broker's timeout, not this one.
-        log.warning(
-            "SESSION_TIMEOUT_MS=%d does not apply with KAFKA_GROUP_PROTOCOL=consumer: the "
-            "broker's group.consumer.session.timeout.ms does (45 s unless changed)",
-            settings.session_timeout_ms,
-        )
     config = GroupConsumerConfig(
         group_id=settings.consumer_group,
         session_timeout_ms=settings.session_timeout_ms,
