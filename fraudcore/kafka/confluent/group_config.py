@@ -50,8 +50,8 @@ def _one(futures: dict[Any, Any]) -> Any:
 
 def _reason(exc: BaseException) -> str:
     """librdkafka's own words for a refusal (e.g. the broker's floor), else the exception's."""
-    error = exc.args[0] if exc.args else None
-    return str(error.str()) if hasattr(error, "str") else (str(exc) or type(exc).__name__)
+    describe = getattr(exc.args[0], "str", None) if exc.args else None
+    return str(describe()) if callable(describe) else (str(exc) or type(exc).__name__)
 
 
 def apply_session_timeout(
