@@ -15,6 +15,7 @@ from pydantic import (
     PositiveInt,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import SettingsConfigDict
 
@@ -29,6 +30,10 @@ KafkaClient = Literal["kafka-python", "confluent"]
 # How a consumer group hands out partitions on the confluent client: cooperative (incremental,
 # only what moves is revoked) or eager (all revoked, as kafka-python always does).
 KafkaAssignment = Literal["cooperative", "eager"]
+# The consumer group protocol on the confluent client: classic (JoinGroup/SyncGroup, the
+# assignment computed by a member, KAFKA_ASSIGNMENT's choice) or consumer (KIP-848: the broker
+# assigns, always incrementally, and owns the session timeout). kafka-python speaks only classic.
+KafkaGroupProtocol = Literal["classic", "consumer"]
 
 
 class SettingsError(ValueError):
@@ -51,6 +56,7 @@ class CommonSettings(KafkaSecuritySettings):
     transactions_topic_partitions: PositiveInt = topics.PARTITIONS
     kafka_client: KafkaClient = "kafka-python"
     kafka_assignment: KafkaAssignment = "cooperative"
+    kafka_group_protocol: KafkaGroupProtocol = "classic"
     broker_wait_seconds: PositiveFloat = 60.0
     stats_interval_seconds: PositiveFloat = 5.0
     log_level: LogLevel = "INFO"
@@ -84,6 +90,30 @@ class CommonSettings(KafkaSecuritySettings):
     @classmethod
     def _lower_log_format(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("kafka_group_protocol", mode="before")
+    @classmethod
+    def _lower_group_protocol(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _group_protocol_fits_the_client(self) -> CommonSettings:
+        """The consumer protocol exists only in librdkafka here, and its broker-side assignment
+        is always incremental: an eager KAFKA_ASSIGNMENT next to it would be silently ignored."""
+        if self.kafka_group_protocol != "consumer":
+            return self
+        if self.kafka_client != "confluent":
+            raise ValueError(
+                f"KAFKA_GROUP_PROTOCOL=consumer needs KAFKA_CLIENT=confluent: "
+                f"{self.kafka_client} speaks only the classic group protocol"
+            )
+        if self.kafka_assignment == "eager" and "kafka_assignment" in self.model_fields_set:
+            raise ValueError(
+                "KAFKA_ASSIGNMENT=eager does not apply with KAFKA_GROUP_PROTOCOL=consumer, whose "
+                "broker assigns incrementally: unset KAFKA_ASSIGNMENT, or use "
+                "KAFKA_GROUP_PROTOCOL=classic"
+            )
+        return self
 
     @field_validator("kafka_broker_url")
     @classmethod

@@ -288,6 +288,10 @@ num.partitions=3
 # As in docker-compose.kafka.yml: a misspelt topic must not silently appear.
 auto.create.topics.enable=false
 group.initial.rebalance.delay.ms=0
+# The consumer group protocol's (KIP-848) floors, down to the classic protocol's 6 s session
+# timeout: a detector with KAFKA_GROUP_PROTOCOL=consumer sets SESSION_TIMEOUT_MS on its group.
+group.consumer.min.session.timeout.ms=6000
+group.consumer.min.heartbeat.interval.ms=1000
 COMMON
 }
 

@@ -321,6 +321,8 @@ def test_broker_internal_topics_fit_one_node(resolved: dict[str, dict[str, Any]]
     assert env["KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"] == "1"
     assert env["KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"] == "1"
     assert env["KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS"] == "0"
+    # As kafka/broker.sh: KAFKA_GROUP_PROTOCOL=consumer detectors may set a 6 s session timeout.
+    assert env["KAFKA_GROUP_CONSUMER_MIN_SESSION_TIMEOUT_MS"] == "6000"
 
 
 def test_broker_data_is_on_a_named_volume(resolved: dict[str, dict[str, Any]]) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -22,18 +23,38 @@ from tests.kafka_helpers import consume, create_topic, produce, unique_name, wai
 
 pytestmark = pytest.mark.integration
 
-DRIVERS: list[Driver] = [KafkaPythonDriver(), ConfluentDriver()]
+# Each adapter, and the confluent one again on KIP-848's consumer group protocol: the contract
+# holds on either protocol (the settings carry the protocol to the adapter).
+VARIANTS: dict[str, tuple[Driver, dict[str, Any]]] = {
+    "kafka-python": (
+        KafkaPythonDriver(),
+        {"kafka_client": "kafka-python", "kafka_group_protocol": "classic"},
+    ),
+    "confluent": (
+        ConfluentDriver(),
+        {"kafka_client": "confluent", "kafka_group_protocol": "classic"},
+    ),
+    "confluent-consumer-protocol": (
+        ConfluentDriver(),
+        {"kafka_client": "confluent", "kafka_group_protocol": "consumer"},
+    ),
+}
 
 
-@pytest.fixture(params=DRIVERS, ids=lambda driver: driver.name)
-def driver(request: pytest.FixtureRequest) -> Driver:
-    made: Driver = request.param
+@pytest.fixture(params=list(VARIANTS.values()), ids=list(VARIANTS))
+def variant(request: pytest.FixtureRequest) -> tuple[Driver, dict[str, Any]]:
+    made: tuple[Driver, dict[str, Any]] = request.param
     return made
 
 
 @pytest.fixture
-def settings(bootstrap: str) -> CommonSettings:
-    return CommonSettings(kafka_broker_url=bootstrap)
+def driver(variant: tuple[Driver, dict[str, Any]]) -> Driver:
+    return variant[0]
+
+
+@pytest.fixture
+def settings(bootstrap: str, variant: tuple[Driver, dict[str, Any]]) -> CommonSettings:
+    return CommonSettings(kafka_broker_url=bootstrap, **variant[1])
 
 
 @pytest.fixture

@@ -181,3 +181,48 @@ def test_the_default_transactional_id_is_one_per_settings_object() -> None:
     settings = DetectorSettings()
     assert settings.effective_transactional_id == settings.effective_transactional_id
     assert settings.effective_transactional_id != DetectorSettings().effective_transactional_id
+
+
+def test_the_group_protocol_is_classic_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KAFKA_GROUP_PROTOCOL", raising=False)
+    assert load_settings(DetectorSettings).kafka_group_protocol == "classic"
+    monkeypatch.setenv("KAFKA_CLIENT", "confluent")
+    monkeypatch.setenv("KAFKA_GROUP_PROTOCOL", "Consumer")
+    assert load_settings(DetectorSettings).kafka_group_protocol == "consumer"
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"KAFKA_GROUP_PROTOCOL": "kip848"}, "KAFKA_GROUP_PROTOCOL='kip848'"),
+        (
+            {"KAFKA_GROUP_PROTOCOL": "consumer", "KAFKA_CLIENT": "kafka-python"},
+            "KAFKA_GROUP_PROTOCOL=consumer needs KAFKA_CLIENT=confluent",
+        ),
+        (
+            {"KAFKA_GROUP_PROTOCOL": "consumer", "KAFKA_CLIENT": "confluent",
+             "KAFKA_ASSIGNMENT": "eager"},
+            "KAFKA_ASSIGNMENT=eager does not apply with KAFKA_GROUP_PROTOCOL=consumer",
+        ),
+    ],
+)  # fmt: skip
+def test_a_group_protocol_the_client_cannot_use_exits_2_with_one_line(
+    env: dict[str, str], expected: str
+) -> None:
+    """kafka-python has no KIP-848 protocol; eager assignment has no meaning under it."""
+    for service in ("detector", "generator"):
+        done = run_command([sys.executable, "-m", service], {**env, "PATH": ""}, timeout=60)
+        assert done.returncode == 2, done.stderr
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1, done.stderr
+        assert expected in lines[0]
+
+
+def test_cooperative_assignment_may_stay_set_under_the_consumer_protocol(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """.env and compose always pass KAFKA_ASSIGNMENT=cooperative: it must not stop the service."""
+    monkeypatch.setenv("KAFKA_CLIENT", "confluent")
+    monkeypatch.setenv("KAFKA_GROUP_PROTOCOL", "consumer")
+    monkeypatch.setenv("KAFKA_ASSIGNMENT", "cooperative")
+    assert load_settings(DetectorSettings).kafka_group_protocol == "consumer"

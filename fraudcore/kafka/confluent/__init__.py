@@ -3,6 +3,7 @@ whose wheels bundle librdkafka. Chosen with KAFKA_CLIENT=confluent.
 
 Its consumer group uses cooperative (incremental) assignment unless KAFKA_ASSIGNMENT=eager,
 which a group mixing it with kafka-python detectors needs while one client rolls to the other.
+KAFKA_GROUP_PROTOCOL=consumer joins with KIP-848's protocol instead: the broker assigns.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from fraudcore.config import CommonSettings
 from fraudcore.errors import ClientError, KafkaSecurityError
 from fraudcore.kafka import waiting
-from fraudcore.kafka.confluent import clients, errors
+from fraudcore.kafka.confluent import clients, errors, group_config
 from fraudcore.kafka.confluent.admin import Admin, Probe, connect
 from fraudcore.kafka.confluent.reader import Reader
 from fraudcore.kafka.ports import GroupConsumerConfig, ProducerConfig
@@ -33,6 +34,11 @@ class ConfluentDriver:
     def consumer(
         self, settings: CommonSettings, client_id: str, config: GroupConsumerConfig
     ) -> clients.Consumer:
+        if settings.kafka_group_protocol == "consumer":
+            # The broker owns the session timeout there: given to the group before joining.
+            group_config.apply_session_timeout(
+                settings, client_id, config.group_id, config.session_timeout_ms
+            )
         strategy = ASSIGNMENT_STRATEGIES[settings.kafka_assignment]
         return clients.new_consumer(settings, client_id, config, strategy)
 

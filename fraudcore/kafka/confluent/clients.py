@@ -268,19 +268,25 @@ def new_consumer(
     config: GroupConsumerConfig,
     assignment_strategy: str = "cooperative-sticky",
 ) -> Consumer:
-    options = {
+    """A group member on the classic protocol, or on KIP-848's consumer protocol when
+    KAFKA_GROUP_PROTOCOL=consumer. librdkafka refuses the classic settings there: the broker owns
+    the session timeout, the heartbeat interval (group.consumer.*) and the assignor."""
+    options: dict[str, Any] = {
         **client_config(settings, client_id),
         "group.id": config.group_id,
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
         "isolation.level": "read_committed",
-        "session.timeout.ms": config.session_timeout_ms,
-        "heartbeat.interval.ms": min(3000, config.session_timeout_ms // 3),
-        "partition.assignment.strategy": assignment_strategy,
         "fetch.max.bytes": config.max_record_bytes * 4,
         "max.partition.fetch.bytes": config.max_record_bytes,
     }
+    if settings.kafka_group_protocol == "consumer":
+        options["group.protocol"] = "consumer"
+    else:
+        options["session.timeout.ms"] = config.session_timeout_ms
+        options["heartbeat.interval.ms"] = min(3000, config.session_timeout_ms // 3)
+        options["partition.assignment.strategy"] = assignment_strategy
     return Consumer(mapped(lambda: RdConsumer(options)), config.max_poll_records)
 
 
