@@ -17,13 +17,12 @@ from __future__ import annotations
 
 from decimal import Decimal
 from fractions import Fraction
-from typing import ClassVar, Literal
+from typing import Literal
 
-from pydantic import Field, PositiveInt, field_validator
+from pydantic import Field
 
-from fraudcore.core.rules.amount_spike import check_min_history
-from fraudcore.core.rules.base import ChangelogState, Rule, StateKind
-from fraudcore.core.rules.history import Histories, History
+from fraudcore.core.rules.base import ChangelogState
+from fraudcore.core.rules.history import Histories, History, HistoryRule
 
 
 class _Ranges(Histories):
@@ -43,17 +42,9 @@ class _Ranges(Histories):
         return units * den > num * max(amounts) or units * num < den * min(amounts)
 
 
-class AmountOutOfRange(Rule):
+class AmountOutOfRange(HistoryRule):
     type: Literal["amount_out_of_range"] = "amount_out_of_range"
-    history: PositiveInt
-    min_history: PositiveInt
     factor: Decimal = Field(gt=1, allow_inf_nan=False)
-    idle_days: Decimal = Field(Decimal(30), gt=0, allow_inf_nan=False)
-
-    state_kind: ClassVar[StateKind] = StateKind.CHANGELOG
-    needs_account: ClassVar[bool] = True
-
-    _min_history_fits = field_validator("min_history")(check_min_history)
 
     def new_state(self) -> ChangelogState:
         return _Ranges(self)

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 from decimal import Decimal
 from fractions import Fraction
-from typing import ClassVar, Literal
+from typing import Literal
 
-from pydantic import Field, PositiveInt, ValidationInfo, field_validator
+from pydantic import Field
 
-from fraudcore.core.rules.base import ChangelogState, Rule, StateKind
-from fraudcore.core.rules.history import Histories, History
+from fraudcore.core.rules.base import ChangelogState
+from fraudcore.core.rules.history import Histories, History, HistoryRule
 
 
 class _Spikes(Histories):
@@ -43,25 +43,9 @@ class _Spikes(Histories):
         return d * d * z2.denominator > z2.numerator * spread
 
 
-def check_min_history(value: int, info: ValidationInfo) -> int:
-    """min_history is at most history: more could never be held."""
-    history = info.data.get("history")
-    if history is not None and value > history:
-        raise ValueError(f"must be at most history ({history}), or the rule never fires")
-    return value
-
-
-class AmountSpike(Rule):
+class AmountSpike(HistoryRule):
     type: Literal["amount_spike"] = "amount_spike"
-    history: PositiveInt
-    min_history: PositiveInt
     z: Decimal = Field(gt=0, allow_inf_nan=False)
-    idle_days: Decimal = Field(Decimal(30), gt=0, allow_inf_nan=False)
-
-    state_kind: ClassVar[StateKind] = StateKind.CHANGELOG
-    needs_account: ClassVar[bool] = True
-
-    _min_history_fits = field_validator("min_history")(check_min_history)
 
     def new_state(self) -> ChangelogState:
         return _Spikes(self)

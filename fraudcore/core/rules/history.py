@@ -18,8 +18,11 @@ from __future__ import annotations
 from array import array
 from collections.abc import Iterable, MutableSequence
 from decimal import Decimal
+from typing import ClassVar
 
-from fraudcore.core.rules.base import EXACT
+from pydantic import Field, PositiveInt, ValidationInfo, field_validator
+
+from fraudcore.core.rules.base import EXACT, Rule, StateKind
 
 DAY_MS = 86_400_000
 
@@ -142,3 +145,24 @@ class Histories:
 
     def __len__(self) -> int:
         return len(self._histories)
+
+
+class HistoryRule(Rule):
+    """The settings of a rule judged against the account's last `history` amounts: it judges
+    once at least `min_history` are held, and forgets an account idle for `idle_days`."""
+
+    history: PositiveInt
+    min_history: PositiveInt
+    idle_days: Decimal = Field(Decimal(30), gt=0, allow_inf_nan=False)
+
+    state_kind: ClassVar[StateKind] = StateKind.CHANGELOG
+    needs_account: ClassVar[bool] = True
+
+    @field_validator("min_history")
+    @classmethod
+    def _min_history_fits(cls, value: int, info: ValidationInfo) -> int:
+        """min_history is at most history: more could never be held."""
+        history = info.data.get("history")
+        if history is not None and value > history:
+            raise ValueError(f"must be at most history ({history}), or the rule never fires")
+        return value
