@@ -5,8 +5,6 @@ tests/integration/test_port_contract.py."""
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -28,11 +26,10 @@ from fraudcore.errors import (
     FencedError,
     NotAllowedError,
     RetriableClientError,
-    TransactionStalledError,
 )
 from fraudcore.kafka.kafka_python.clients import Producer
 from fraudcore.kafka.kafka_python.errors import client_error
-from fraudcore.kafka.kafka_python.workarounds import call_with_deadline, discard_producer
+from fraudcore.kafka.kafka_python.workarounds import discard_producer
 from kafka import KafkaProducer
 
 
@@ -76,22 +73,6 @@ def test_client_errors_are_mapped_to_ours(raised: Exception, ours: type[ClientEr
     assert type(mapped) is ours
     assert mapped.cause is raised
     assert mapped.retriable == (ours is RetriableClientError)
-
-
-def test_call_with_deadline() -> None:
-    call_with_deadline(lambda: None, 1, "nothing")
-    with pytest.raises(InvalidProducerEpochError):
-        call_with_deadline(_raise(InvalidProducerEpochError()), 1, "failing")
-    release = threading.Event()
-    started = time.monotonic()
-    with pytest.raises(TransactionStalledError, match=r"stuck did not complete within 0\.2s"):
-        call_with_deadline(lambda: _wait(release), 0.2, "stuck")
-    assert time.monotonic() - started < 2
-    release.set()
-
-
-def _wait(event: threading.Event) -> None:
-    event.wait(10)
 
 
 def _raise(exc: BaseException) -> Callable[[], None]:

@@ -19,11 +19,11 @@ from kafka.structs import TopicPartition as KafkaTopicPartition
 
 from fraudcore.config import CommonSettings
 from fraudcore.errors import BufferFullError, ClientError, KafkaSecurityError
+from fraudcore.kafka.deadline import call_with_deadline
 from fraudcore.kafka.kafka_python.errors import client_error
 from fraudcore.kafka.kafka_python.partitioner import KeyHashPartitioner
 from fraudcore.kafka.kafka_python.sender_guard import keep_transactional_requests
 from fraudcore.kafka.kafka_python.workarounds import (
-    call_with_deadline,
     discard_producer,
     resume_unfinished_join,
     underlying_error,
@@ -274,6 +274,10 @@ class Producer:
         self._bounded(self.client.abort_transaction, seconds, "abort_transaction")
 
     def _bounded(self, call: Callable[[], None], seconds: float, what: str) -> None:
+        """kafka-python 3.0.12 waits for a transactional call without a timeout, and its sender
+        drops a transactional request whose coordinator connection is down at the moment it is
+        sent (Sender._maybe_send_pending_request: await_ready raises, the request is neither
+        sent nor queued again; sender_guard.py keeps it). Bounded all the same."""
         self._mapped(lambda: call_with_deadline(call, seconds, what))
 
     def _mapped(self, call: Callable[[], object]) -> None:

@@ -8,42 +8,12 @@ into kafka-python's private attributes.
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Callable
 
 from kafka.errors import KafkaError
 
-from fraudcore.errors import TransactionStalledError
 from kafka import KafkaConsumer, KafkaProducer
 
 log = logging.getLogger(__name__)
-
-
-def call_with_deadline(call: Callable[[], None], seconds: float, what: str) -> None:
-    """Run a blocking producer call; raise TransactionStalledError if it takes over `seconds`.
-
-    kafka-python 3.0.12 waits for send_offsets_to_transaction, commit_transaction and
-    abort_transaction without a timeout, and its sender drops a transactional request whose
-    coordinator connection is down at the moment it is sent (Sender._maybe_send_pending_request:
-    await_ready raises, the request is neither sent nor queued again). After a broker outage the
-    call would then wait forever. It runs on a daemon thread, left behind if it is stuck.
-    """
-    done = threading.Event()
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            call()
-        except BaseException as exc:
-            failure.append(exc)
-        finally:
-            done.set()
-
-    threading.Thread(target=run, name=f"detector-{what}", daemon=True).start()
-    if not done.wait(seconds):
-        raise TransactionStalledError(f"{what} did not complete within {seconds:g}s")
-    if failure:
-        raise failure[0]
 
 
 def discard_producer(producer: KafkaProducer) -> None:
