@@ -29,6 +29,7 @@ from fraudcore.kafka.confluent.common import (
     to_rd,
 )
 from fraudcore.kafka.confluent.errors import client_error
+from fraudcore.kafka.deadline import call_with_deadline
 from fraudcore.kafka.ports import GroupConsumerConfig, PartitionsCallback, ProducerConfig
 from fraudcore.kafka.types import (
     Committed,
@@ -47,6 +48,9 @@ PRODUCER_LINGER_MS = 5
 TRANSACTION_RETRY_BACKOFF_MS = 10
 # While the producer's queue is full, how long each wait for room lasts.
 ROOM_WAIT_SECONDS = 0.05
+# send_offsets_to_transaction's own timeout ends it with an error of librdkafka's when it holds;
+# the thread's bound (fraudcore/kafka/deadline.py) comes this much later, for when it does not.
+OFFSETS_DEADLINE_GRACE_SECONDS = 1.0
 
 
 class Consumer:
@@ -234,8 +238,19 @@ class Producer:
     def send_offsets_to_transaction(
         self, offsets: Mapping[TopicPartition, Committed], group: object, seconds: float
     ) -> None:
+        """librdkafka 2.12 waits for this call without a timeout of its own
+        (rd_kafka_send_offsets_to_transaction: RD_POLL_INFINITE), and the TxnOffsetCommit it
+        sends to the group coordinator can wait forever: when the coordinator's broker dies and
+        is dropped from the metadata (decommissioned) before the coordinator was asked for
+        again, the request waits for that broker (rd_kafka_coord_req_fsm), and is woken only
+        when some broker connection goes up or down, in practice when the dead broker comes
+        back. So it is bounded here (TransactionStalledError: the producer is replaced)."""
         kept = offsets_to_rd(offsets)
-        mapped(lambda: self.client.send_offsets_to_transaction(kept, group, seconds))
+        call_with_deadline(
+            lambda: mapped(lambda: self.client.send_offsets_to_transaction(kept, group, seconds)),
+            seconds + OFFSETS_DEADLINE_GRACE_SECONDS,
+            "send_offsets_to_transaction",
+        )
 
     def commit_transaction(self, seconds: float) -> None:
         mapped(lambda: self.client.commit_transaction(seconds))
