@@ -97,24 +97,37 @@ class Admin:
 
     def _check_access(self, topics: list[TopicSpec]) -> None:
         wanted = {spec.name: spec.access for spec in topics if spec.access}
-        if not wanted:
-            return
-        described = self.client.describe_topics(
-            TopicCollection(list(wanted)),
-            include_authorized_operations=True,
-            request_timeout=self._seconds,
-        )
-        for name, future in described.items():
-            needed = wanted[name]
-            try:
-                description = future.result(timeout=self._seconds)
-            except KafkaException as exc:
-                error = kafka_error(exc)
-                if error is not None and error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
-                    raise refused_topic(name, self._who, needed) from None
-                raise client_error(exc) from exc
-            allowed = {op.name for op in description.authorized_operations or []}
-            check_operations(name, self._who, needed, allowed)
+        deadline = time.monotonic() + self._seconds
+        while wanted:
+            described = self.client.describe_topics(
+                TopicCollection(list(wanted)),
+                include_authorized_operations=True,
+                request_timeout=self._seconds,
+            )
+            for name, future in described.items():
+                try:
+                    description = future.result(timeout=self._seconds)
+                except KafkaException as exc:
+                    if not self._unknown_yet(name, wanted[name], exc, deadline):
+                        raise client_error(exc) from exc
+                    continue
+                needed = wanted.pop(name)
+                allowed = {op.name for op in description.authorized_operations or []}
+                check_operations(name, self._who, needed, allowed)
+            if wanted:
+                time.sleep(0.1)
+
+    def _unknown_yet(
+        self, name: str, needed: tuple[str, ...], exc: KafkaException, deadline: float
+    ) -> bool:
+        """Whether to ask again: on a cluster, a topic just created (by us or by another
+        service) reaches each broker's metadata a moment apart, and the broker asked may not
+        know it yet. A refusal raises at once."""
+        error = kafka_error(exc)
+        code = None if error is None else error.code()
+        if code == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+            raise refused_topic(name, self._who, needed) from None
+        return code == KafkaError.UNKNOWN_TOPIC_OR_PART and time.monotonic() < deadline
 
     def committed_offsets(
         self, group: str, tps: Sequence[TopicPartition]
