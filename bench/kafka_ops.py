@@ -182,13 +182,20 @@ class Progress:
         """The process's CPU time per record, in microseconds, from the last sample before any
         progress to the end: every record's work is inside the span. (From the first moving
         sample, a fast short run had its work done between two samples: a CPU difference below
-        the clock's tick, read as 0.)"""
+        the clock's tick, read as 0.) When one commit held the whole input, the work can also
+        precede that last sample, the commit alone filling the interval (waiting, not
+        computing): the span then starts at the latest earlier sample that shows CPU used."""
         self._first_moving()  # raises if there was no measurable progress
         moving = next(i for i, s in enumerate(self.samples) if s[1] > 0)
-        start, end = self.samples[max(moving - 1, 0)], self.samples[-1]
-        if start[2] is None or end[2] is None or end[1] <= start[1]:
+        end = self.samples[-1]
+        if end[2] is None:
             return None
-        return 1e6 * (end[2] - start[2]) / (end[1] - start[1])
+        for start in reversed(self.samples[: max(moving, 1)]):
+            if start[2] is None or end[1] <= start[1]:
+                return None
+            if end[2] > start[2]:
+                return 1e6 * (end[2] - start[2]) / (end[1] - start[1])
+        return None
 
 
 def watch(
