@@ -46,6 +46,13 @@ PRODUCER_LINGER_MS = 5
 # retry.backoff.ms, 100 by default, which held every exactly_once batch that long. Java's producer
 # retries this case after 20 ms; later retries still back off exponentially to retry.backoff.max.ms.
 TRANSACTION_RETRY_BACKOFF_MS = 10
+# A transactional producer closes a connection idle this long (and opens it again when next
+# needed). That is what wakes librdkafka 2.12's wait for a group coordinator whose broker died
+# and was dropped from the metadata: the wait asks for the new coordinator only when some
+# connection goes up or down (rd_kafka_coord_req_fsm), and with every connection kept open none
+# does until the dead broker returns. A transactional producer busy with its batches leaves no
+# connection idle that long; other clients keep theirs (no reconnecting at low rates).
+TRANSACTIONAL_CONNECTIONS_MAX_IDLE_MS = 1000
 # While the producer's queue is full, how long each wait for room lasts.
 ROOM_WAIT_SECONDS = 0.05
 # send_offsets_to_transaction's own timeout ends it with an error of librdkafka's when it holds;
@@ -322,6 +329,7 @@ def new_producer(settings: CommonSettings, client_id: str, config: ProducerConfi
         options["transactional.id"] = config.transactional_id
         options["transaction.timeout.ms"] = config.transaction_timeout_ms
         options["retry.backoff.ms"] = TRANSACTION_RETRY_BACKOFF_MS
+        options["connections.max.idle.ms"] = TRANSACTIONAL_CONNECTIONS_MAX_IDLE_MS
         # librdkafka: a record may not outlive the transaction it belongs to.
         options["delivery.timeout.ms"] = min(
             config.delivery_timeout_ms, config.transaction_timeout_ms

@@ -20,12 +20,6 @@ from fraudcore.kafka.types import Committed, Record, TopicPartition
 log = logging.getLogger("confluent_kafka")
 
 RECONNECT_BACKOFF_MAX_MS = 1000
-# A connection idle this long is closed (and opened again when next needed). This is what wakes
-# librdkafka 2.12's wait for a group coordinator whose broker died and was dropped from the
-# metadata: that wait asks for the new coordinator only when some connection goes up or down
-# (rd_kafka_coord_req_fsm), and with every connection kept open none does until the dead broker
-# returns. clients.py bounds send_offsets_to_transaction as well, for whatever else may hold it.
-CONNECTIONS_MAX_IDLE_MS = 1000
 # How long a call that asks the broker something (committed offsets, metadata) may take.
 REQUEST_TIMEOUT_SECONDS = 10.0
 
@@ -56,7 +50,6 @@ def client_config(settings: CommonSettings, client_id: str) -> dict[str, Any]:
         "bootstrap.servers": settings.kafka_broker_url,
         "client.id": client_id,
         "reconnect.backoff.max.ms": RECONNECT_BACKOFF_MAX_MS,
-        "connections.max.idle.ms": CONNECTIONS_MAX_IDLE_MS,
         "logger": log,
         "error_cb": QuietErrors(),
     }
