@@ -5,7 +5,7 @@ tests/integration/test_port_contract.py."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from kafka.errors import (
@@ -73,10 +73,3 @@ def test_client_errors_are_mapped_to_ours(raised: Exception, ours: type[ClientEr
     assert type(mapped) is ours
     assert mapped.cause is raised
     assert mapped.retriable == (ours is RetriableClientError)
-
-
-def _raise(exc: BaseException) -> Callable[[], None]:
-    def fail() -> None:
-        raise exc
-
-    return fail

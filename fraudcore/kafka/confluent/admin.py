@@ -28,6 +28,8 @@ from fraudcore.kafka.types import TopicPartition
 log = logging.getLogger(__name__)
 
 _REFUSED = {KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATION_FAILED}
+# How often a wait for the cluster's metadata to catch up (leaders, a new topic) asks again.
+METADATA_POLL_SECONDS = 0.1
 
 
 def _result(future: Any, seconds: float) -> Any:
@@ -93,9 +95,12 @@ class Admin:
                 return
             if time.monotonic() > deadline:
                 raise ClientError(f"topics {names} have no leader for every partition yet")
-            time.sleep(0.1)
+            time.sleep(METADATA_POLL_SECONDS)
 
     def _check_access(self, topics: list[TopicSpec]) -> None:
+        """Each topic's authorized operations. On a cluster a topic just created (by us or by
+        another service) reaches each broker's metadata a moment apart: a broker that does not
+        know it yet is asked again, until the timeout."""
         wanted = {spec.name: spec.access for spec in topics if spec.access}
         deadline = time.monotonic() + self._seconds
         while wanted:
@@ -108,26 +113,18 @@ class Admin:
                 try:
                     description = future.result(timeout=self._seconds)
                 except KafkaException as exc:
-                    if not self._unknown_yet(name, wanted[name], exc, deadline):
-                        raise client_error(exc) from exc
-                    continue
+                    error = kafka_error(exc)
+                    code = None if error is None else error.code()
+                    if code == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+                        raise refused_topic(name, self._who, wanted[name]) from None
+                    if code == KafkaError.UNKNOWN_TOPIC_OR_PART and time.monotonic() < deadline:
+                        continue
+                    raise client_error(exc) from exc
                 needed = wanted.pop(name)
                 allowed = {op.name for op in description.authorized_operations or []}
                 check_operations(name, self._who, needed, allowed)
             if wanted:
-                time.sleep(0.1)
-
-    def _unknown_yet(
-        self, name: str, needed: tuple[str, ...], exc: KafkaException, deadline: float
-    ) -> bool:
-        """Whether to ask again: on a cluster, a topic just created (by us or by another
-        service) reaches each broker's metadata a moment apart, and the broker asked may not
-        know it yet. A refusal raises at once."""
-        error = kafka_error(exc)
-        code = None if error is None else error.code()
-        if code == KafkaError.TOPIC_AUTHORIZATION_FAILED:
-            raise refused_topic(name, self._who, needed) from None
-        return code == KafkaError.UNKNOWN_TOPIC_OR_PART and time.monotonic() < deadline
+                time.sleep(METADATA_POLL_SECONDS)
 
     def committed_offsets(
         self, group: str, tps: Sequence[TopicPartition]
