@@ -20,7 +20,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 
-from detector.clients import make_consumer, make_producer, required_topics
+from detector.clients import make_consumer, make_producer, prepare_cluster
 from detector.config import DetectorSettings
 from detector.routing import Router
 from detector.rule_state import RuleStates
@@ -365,7 +365,7 @@ def main() -> int:
     driver = kafka.driver(settings)
     try:
         with admin:
-            admin.ensure_topics(required_topics(settings))
+            settings = prepare_cluster(settings, admin)
         consumer = make_consumer(settings)
         try:
             producer = make_producer(settings)

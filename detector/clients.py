@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from detector.config import DetectorSettings
 from fraudcore import kafka
 from fraudcore.core.rule import Verdict
@@ -11,7 +13,9 @@ from fraudcore.core.topics import (
     changelog_specs,
     detector_topics,
 )
-from fraudcore.kafka.ports import Consumer, GroupConsumerConfig, Producer, ProducerConfig
+from fraudcore.kafka.ports import Admin, Consumer, GroupConsumerConfig, Producer, ProducerConfig
+
+log = logging.getLogger(__name__)
 
 
 def output_topics(settings: DetectorSettings) -> dict[Verdict, str]:
@@ -31,6 +35,22 @@ def required_topics(settings: DetectorSettings) -> list[TopicSpec]:
         settings.dead_letter_topic,
         partitions,
     ) + changelog_specs(settings.consumer_group, settings.changelog_rule_names, partitions)
+
+
+def prepare_cluster(settings: DetectorSettings, admin: Admin) -> DetectorSettings:
+    """Create the missing topics and check our access to them; the settings for this cluster
+    (DetectorSettings.for_cluster)."""
+    admin.ensure_topics(required_topics(settings))
+    brokers = admin.describe_cluster()
+    fitted = settings.for_cluster(brokers)
+    if fitted is not settings:
+        log.info(
+            "a cluster of %d brokers: TRANSACTION_TIMEOUT_MS defaults to %d there, room for a "
+            "broker's failover",
+            brokers,
+            fitted.transaction_timeout_ms,
+        )
+    return fitted
 
 
 def make_consumer(settings: DetectorSettings) -> Consumer:

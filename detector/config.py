@@ -20,6 +20,8 @@ from fraudcore.core.rules.ruleset import RuleSet
 
 ProcessingGuarantee = Literal["exactly_once", "at_least_once"]
 _VELOCITY_FIELDS = ("velocity_max_transactions", "velocity_window_seconds")
+# TRANSACTION_TIMEOUT_MS when unset, on a cluster of more than one broker (for_cluster).
+CLUSTER_TRANSACTION_TIMEOUT_MS = 20_000
 
 
 class DetectorSettings(CommonSettings):
@@ -36,6 +38,8 @@ class DetectorSettings(CommonSettings):
     # Unset (the default): a new id per process, see effective_transactional_id. Set: this exact
     # id, which must then be unique per running detector (README "Guarantees").
     transactional_id: str | None = Field(None, min_length=1)
+    # The broker aborts an open transaction this old (a dead detector's). Unset: this on a single
+    # broker, CLUSTER_TRANSACTION_TIMEOUT_MS on a cluster (for_cluster).
     transaction_timeout_ms: PositiveInt = 10_000
     # How long the group waits for a detector that went silent (crashed, SIGKILLed) before its
     # partitions move to the others or to its restarted self. Kafka's default; the broker accepts
@@ -101,6 +105,17 @@ class DetectorSettings(CommonSettings):
                 f"the velocity rule needs both VELOCITY_MAX_TRANSACTIONS and "
                 f"VELOCITY_WINDOW_SECONDS: {present} is set, {missing} is not"
             )
+
+    def for_cluster(self, brokers: int) -> DetectorSettings:
+        """These settings on a cluster of `brokers`. A transaction open when a broker dies waits
+        out the failover (fencing, new leaders), and it must not time out meanwhile: the broker
+        would abort it, and librdkafka times out every record of it at the same age. So unless
+        TRANSACTION_TIMEOUT_MS is set, a cluster gets a longer one than a single broker, which
+        has no failover: there a short one sooner lets read_committed readers past a dead
+        detector's open transaction, and its partitions' next owner read their offsets."""
+        if brokers < 2 or "transaction_timeout_ms" in self.model_fields_set:
+            return self
+        return self.model_copy(update={"transaction_timeout_ms": CLUSTER_TRANSACTION_TIMEOUT_MS})
 
     @field_validator("processing_guarantee", mode="before")
     @classmethod

@@ -174,8 +174,9 @@ class Admin(Protocol):
         self, group: str, tps: Sequence[TopicPartition]
     ) -> dict[TopicPartition, int | None]: ...
 
-    def describe_cluster(self) -> None:
-        """One small request: raises ClientError when the broker does not answer."""
+    def describe_cluster(self) -> int:
+        """One small request: how many brokers the cluster has. Raises ClientError when the
+        broker does not answer."""
 
     def close(self) -> None: ...
 

@@ -148,6 +148,17 @@ def wait_fully_replicated(bootstrap: str, timeout: float) -> float:
         admin.close()
 
 
+def input_records(bootstrap: str, topic: str) -> int:
+    """How many records a topic holds: its partitions' end offsets (a test deletes none)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        ends = consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
+        return sum(ends.values())
+    finally:
+        consumer.close()
+
+
 def loud_lines(log: str) -> list[str]:
     """The lines at WARNING or above, and each traceback's lines, of a service's log."""
     lines = log.splitlines()

@@ -305,3 +305,10 @@ def test_a_reader_reads_a_range_of_committed_records(
             pytest.fail("no partition held the records")
     finally:
         reader.close()
+
+
+def test_the_admin_counts_the_brokers(driver: Driver, settings: CommonSettings) -> None:
+    """The detector gives a cluster a longer transaction timeout (DetectorSettings.for_cluster);
+    the test broker is one. tests/cluster/test_failover.py sees three."""
+    with driver.admin(settings, "contract-admin", 10_000) as admin:
+        assert admin.describe_cluster() == 1

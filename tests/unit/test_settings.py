@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from detector.config import DetectorSettings
+from detector.config import CLUSTER_TRANSACTION_TIMEOUT_MS, DetectorSettings
 from fraudcore.config import SettingsError, load_settings
 from fraudcore.core.rules import CountInWindow
 from generator.config import GeneratorSettings
@@ -226,3 +226,21 @@ def test_cooperative_assignment_may_stay_set_under_the_consumer_protocol(
     monkeypatch.setenv("KAFKA_GROUP_PROTOCOL", "consumer")
     monkeypatch.setenv("KAFKA_ASSIGNMENT", "cooperative")
     assert load_settings(DetectorSettings).kafka_group_protocol == "consumer"
+
+
+def test_a_cluster_gets_a_transaction_timeout_that_outlives_a_failover(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("TRANSACTION_TIMEOUT_MS", raising=False)
+    single = load_settings(DetectorSettings)
+    assert single.for_cluster(1).transaction_timeout_ms == 10_000
+    on_cluster = single.for_cluster(3)
+    assert on_cluster.transaction_timeout_ms == CLUSTER_TRANSACTION_TIMEOUT_MS > 10_000
+    # Everything else is the same settings, the rules too.
+    assert on_cluster.model_dump(exclude={"transaction_timeout_ms"}) == single.model_dump(
+        exclude={"transaction_timeout_ms"}
+    )
+    assert on_cluster.rule_set == single.rule_set
+    # A value the user set is kept, on a cluster too.
+    monkeypatch.setenv("TRANSACTION_TIMEOUT_MS", "10000")
+    assert load_settings(DetectorSettings).for_cluster(3).transaction_timeout_ms == 10_000

@@ -48,8 +48,10 @@ class Admin:
         self._who = settings.principal
         self.client = mapped(lambda: AdminClient(client_config(settings, client_id)))
 
-    def describe_cluster(self) -> None:
-        _result(self.client.describe_cluster(request_timeout=self._seconds), self._seconds)
+    def describe_cluster(self) -> int:
+        # Only the live brokers: a cluster with one node down still counts more than one.
+        found = _result(self.client.describe_cluster(request_timeout=self._seconds), self._seconds)
+        return len(found.nodes)
 
     def _topics(self) -> dict[str, Any]:
         found = mapped(lambda: self.client.list_topics(timeout=self._seconds))

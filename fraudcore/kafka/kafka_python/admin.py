@@ -37,8 +37,9 @@ class Admin:
             lambda: KafkaAdminClient(**client_options(settings, client_id), **options)
         )
 
-    def describe_cluster(self) -> None:
-        mapped(self.client.describe_cluster)
+    def describe_cluster(self) -> int:
+        # Fenced (dead) brokers are listed too: they belong to the cluster.
+        return len(mapped(self.client.describe_cluster)["brokers"])
 
     def ensure_topics(self, topics: list[TopicSpec]) -> None:
         try:
