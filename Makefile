@@ -120,7 +120,7 @@ test-docker: install jars ## the Docker tier for real: images built, containers 
 # stack (tests/cluster; docs/cluster.md). Skipped by `make test`: three JVMs and minutes of
 # failovers. The tests' own kafka-python clients leave sockets to killed brokers unclosed; those
 # surface when garbage-collected, after the test that made them, so they are ignored here.
-test-cluster: install jars ## the cluster tier: three brokers, killed and restarted (~5 min)
+test-cluster: install jars ## the cluster tier: three brokers, killed and restarted (~6 min)
 	FRAUD_CLUSTER_TIER=1 $(PY) -m pytest -m cluster tests/cluster \
 		-W ignore::ResourceWarning -W ignore::pytest.PytestUnraisableExceptionWarning $(PYTEST_ARGS)
 
