@@ -6,11 +6,14 @@ as it was raised. The independent checker is kafka-python itself (tests/kafka_he
 from __future__ import annotations
 
 import statistics
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from kafka.structs import OffsetAndMetadata
+from kafka.structs import TopicPartition as KafkaTopicPartition
 
 from fraudcore.config import CommonSettings
 from fraudcore.errors import ClientError, FencedError
@@ -19,9 +22,13 @@ from fraudcore.kafka.kafka_python import KafkaPythonDriver
 from fraudcore.kafka.ports import Consumer, Driver, GroupConsumerConfig, Producer, ProducerConfig
 from fraudcore.kafka.reading import PartitionReader
 from fraudcore.kafka.types import Committed, Fetched, TopicPartition
+from kafka import KafkaProducer
 from tests.kafka_helpers import consume, create_topic, produce, unique_name, wait_until
 
 pytestmark = pytest.mark.integration
+
+# How long the test's transaction keeps a partition's offsets pending after it is assigned.
+TRANSACTION_LEFT_OPEN_SECONDS = 2.0
 
 # Each adapter, and the confluent one again on KIP-848's consumer group protocol: the contract
 # holds on either protocol (the settings carry the protocol to the adapter).
@@ -155,6 +162,40 @@ def test_a_committed_position_keeps_its_metadata(
         assert consumer.committed(tp) == Committed(5, "velocity/1 3 10000")
     finally:
         consumer.close()
+
+
+def test_a_seek_holds_while_an_open_transaction_holds_the_partitions_offsets(
+    driver: Driver, settings: CommonSettings, bootstrap: str
+) -> None:
+    """A member that takes over partitions whose offsets a transaction still holds (a killed
+    detector's, until the broker aborts it; KIP-447) seeks them at once, as the detector's
+    restore does. librdkafka starts a partition's fetcher only once those offsets are stable and
+    refused a seek before that (_STATE), which stopped the detector with a traceback."""
+    topic, group = unique_name("contract-pending"), unique_name("g")
+    create_topic(bootstrap, topic, partitions=1)
+    produce(bootstrap, topic, [(None, f"v{n}".encode()) for n in range(10)])
+    tp = TopicPartition(topic, 0)
+    holder = KafkaProducer(bootstrap_servers=bootstrap, transactional_id=unique_name("holder"))
+    holder.init_transactions()
+    holder.begin_transaction()
+    pending = {KafkaTopicPartition(topic, 0): OffsetAndMetadata(2, "", -1)}
+    holder.send_offsets_to_transaction(pending, group)
+    consumer = group_member(driver, settings, group)
+    consumer.subscribe(topic, lambda _revoked: None, lambda _assigned: None)
+    ending = threading.Timer(TRANSACTION_LEFT_OPEN_SECONDS, holder.commit_transaction)
+    try:
+        wait_until(lambda: consumer.poll(200) is not None and tp in consumer.assignment(), 30,
+                   "an assignment")  # fmt: skip
+        ending.start()
+        consumer.seek(tp, 4)  # while the transaction is still open
+        ending.join()
+        polls = poll_until(consumer, 6)
+        values = [r.value for fetched in polls for r in fetched.records.get(tp, [])]
+        assert values == [f"v{n}".encode() for n in range(4, 10)]
+    finally:
+        ending.cancel()
+        consumer.close()
+        holder.close()
 
 
 def test_a_member_whose_polls_are_shorter_than_a_rebalance_is_assigned_a_new_topic(

@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_INVALID, KafkaException
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_INVALID, KafkaError, KafkaException
 from confluent_kafka import Consumer as RdConsumer
 from confluent_kafka import Producer as RdProducer
 
@@ -58,6 +58,11 @@ ROOM_WAIT_SECONDS = 0.05
 # send_offsets_to_transaction's own timeout ends it with an error of librdkafka's when it holds;
 # the thread's bound (fraudcore/kafka/deadline.py) comes this much later, for when it does not.
 OFFSETS_DEADLINE_GRACE_SECONDS = 1.0
+# A partition just assigned gets its fetcher only once librdkafka has its committed offsets,
+# which waits while a transaction holds them (KIP-447: a killed detector's, until the broker
+# aborts it), and a seek before that is refused (_STATE). The seek is tried again this often,
+# for up to REQUEST_TIMEOUT_SECONDS.
+SEEK_RETRY_SECONDS = 0.05
 
 
 class Consumer:
@@ -113,10 +118,22 @@ class Consumer:
         return Committed(found.offset, found.metadata or "")
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
-        mapped(lambda: self.client.seek(to_rd(tp, offset)))
+        self._seek(to_rd(tp, offset))
 
     def seek_to_beginning(self, tp: TopicPartition) -> None:
-        mapped(lambda: self.client.seek(to_rd(tp, OFFSET_BEGINNING)))
+        self._seek(to_rd(tp, OFFSET_BEGINNING))
+
+    def _seek(self, position: Any) -> None:
+        """Seek, waiting for the partition's fetcher to start (SEEK_RETRY_SECONDS)."""
+        deadline = time.monotonic() + REQUEST_TIMEOUT_SECONDS
+        while True:
+            try:
+                self.client.seek(position)
+                return
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError._STATE or time.monotonic() >= deadline:
+                    raise client_error(exc) from exc
+            time.sleep(SEEK_RETRY_SECONDS)
 
     def pause(self, partitions: Iterable[TopicPartition]) -> None:
         mapped(lambda: self.client.pause([to_rd(tp) for tp in partitions]))
