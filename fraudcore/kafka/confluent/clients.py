@@ -28,7 +28,7 @@ from fraudcore.kafka.confluent.common import (
     records_of,
     to_rd,
 )
-from fraudcore.kafka.confluent.errors import client_error
+from fraudcore.kafka.confluent.errors import client_error, kafka_error
 from fraudcore.kafka.deadline import call_with_deadline
 from fraudcore.kafka.ports import GroupConsumerConfig, PartitionsCallback, ProducerConfig
 from fraudcore.kafka.types import (
@@ -131,7 +131,9 @@ class Consumer:
                 self.client.seek(position)
                 return
             except KafkaException as exc:
-                if exc.args[0].code() != KafkaError._STATE or time.monotonic() >= deadline:
+                error = kafka_error(exc)
+                refused = error is not None and error.code() == KafkaError._STATE
+                if not refused or time.monotonic() >= deadline:
                     raise client_error(exc) from exc
             time.sleep(SEEK_RETRY_SECONDS)
 
